@@ -122,7 +122,10 @@ impl RequestError {
 ///   a complete head (414 when no CRLF has been seen yet).
 /// - `Ok(Some(head))`: complete and valid; the body starts at `head.len`.
 /// - `Err(e)`: refuse with `e.status()` and close.
-pub fn parse_request(input: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>, RequestError> {
+pub fn parse_request(
+    input: &[u8],
+    limits: &HeadLimits,
+) -> Result<Option<RequestHead>, RequestError> {
     let _ = (input, limits);
     todo!()
 }
