@@ -459,7 +459,12 @@ impl Reactor {
             self.close(key);
             return Err(Gone);
         }
-        match read_into(&mut io.socket, &mut io.readable, io.peer_closed, &mut client.inbuf) {
+        match read_into(
+            &mut io.socket,
+            &mut io.readable,
+            io.peer_closed,
+            &mut client.inbuf,
+        ) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 Ok(true)
@@ -543,7 +548,12 @@ impl Reactor {
             progress = true;
         }
         if !client.eof {
-            match read_into(&mut io.socket, &mut io.readable, io.peer_closed, &mut client.inbuf) {
+            match read_into(
+                &mut io.socket,
+                &mut io.readable,
+                io.peer_closed,
+                &mut client.inbuf,
+            ) {
                 ReadOutcome::Data(n) => {
                     closing.discarded += n;
                     client.inbuf.clear();
@@ -734,7 +744,12 @@ impl Reactor {
         }
 
         if !up.eof {
-            match read_into(&mut uio.socket, &mut uio.readable, uio.peer_closed, &mut up.inbuf) {
+            match read_into(
+                &mut uio.socket,
+                &mut uio.readable,
+                uio.peer_closed,
+                &mut up.inbuf,
+            ) {
                 ReadOutcome::Data(n) => {
                     *budget = budget.saturating_sub(n);
                     progress = true;
@@ -797,7 +812,12 @@ impl Reactor {
         if client.eof {
             return Ok(false);
         }
-        match read_into(&mut io.socket, &mut io.readable, io.peer_closed, &mut client.inbuf) {
+        match read_into(
+            &mut io.socket,
+            &mut io.readable,
+            io.peer_closed,
+            &mut client.inbuf,
+        ) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 Ok(true)
