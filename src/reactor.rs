@@ -909,7 +909,7 @@ impl Reactor {
         if let Ok((_, client)) = client_in(&mut self.conns, key) {
             warn!("closing connection from {}: {why}", client.peer);
         }
-        if matches!(exchange_in(&mut self.conns, key), Ok(_)) {
+        if exchange_in(&mut self.conns, key).is_ok() {
             self.log_exchange(key);
         }
         if let Some(upstream) = upstream {
