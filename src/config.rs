@@ -51,6 +51,10 @@ pub struct Timeouts {
     pub client_header_ms: u64,
     #[serde(default = "default_keepalive_ms")]
     pub keepalive_ms: u64,
+    /// An upgraded connection (WebSocket) with no byte either way for this
+    /// long is closed. Not `read_ms`: a quiet WebSocket is normal.
+    #[serde(default = "default_tunnel_idle_ms")]
+    pub tunnel_idle_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -88,6 +92,9 @@ fn default_client_header_ms() -> u64 {
 }
 fn default_keepalive_ms() -> u64 {
     60_000
+}
+fn default_tunnel_idle_ms() -> u64 {
+    300_000
 }
 fn default_max_header_bytes() -> usize {
     16_384
@@ -233,8 +240,8 @@ impl Config {
             t.connect_ms, t.read_ms, t.write_ms, t.total_ms
         ));
         out.push_str(&format!(
-            "            client_header_ms {}, keepalive_ms {}\n",
-            t.client_header_ms, t.keepalive_ms
+            "            client_header_ms {}, keepalive_ms {}, tunnel_idle_ms {}\n",
+            t.client_header_ms, t.keepalive_ms, t.tunnel_idle_ms
         ));
         out.push_str(&format!(
             "limits      max_client_conns {}, max_conns_per_upstream {}, max_idle_per_upstream {}\n",
@@ -299,6 +306,7 @@ impl Config {
             ("total_ms", t.total_ms),
             ("client_header_ms", t.client_header_ms),
             ("keepalive_ms", t.keepalive_ms),
+            ("tunnel_idle_ms", t.tunnel_idle_ms),
         ] {
             if value == 0 {
                 return Err(fail(format!("timeouts.{name}: must be greater than 0")));

@@ -26,6 +26,7 @@ use mio::net::TcpStream;
 
 use crate::buffer::Buffer;
 use crate::exchange::Exchange;
+use crate::timer::TimerId;
 use crate::token::ConnId;
 
 /// What we know of a socket's readiness, kept in userspace because the
@@ -62,8 +63,23 @@ pub struct Io {
     pub registered: Option<Interest>,
     pub ready: Readiness,
     /// Buffer bytes this connection was last counted as holding
-    /// (see `Reactor::account`).
+    /// (see `Reactor::settle`).
     pub accounted: usize,
+    /// This connection's one timer in the wheel, if armed.
+    pub timer: Option<ArmedTimer>,
+    /// When a read / a write last moved bytes (reactor clock, ms).
+    pub last_read_ms: u64,
+    pub last_write_ms: u64,
+    /// `ready.reads` / `ready.writes` when last looked at.
+    pub seen_reads: u64,
+    pub seen_writes: u64,
+}
+
+/// A timer in the wheel and the deadline it was set for.
+#[derive(Clone, Copy, Debug)]
+pub struct ArmedTimer {
+    pub id: TimerId,
+    pub deadline_ms: u64,
 }
 
 pub enum Role {
@@ -83,6 +99,13 @@ pub struct Client {
     /// The client sent FIN: it will send nothing more.
     pub eof: bool,
     pub phase: ClientPhase,
+    /// When the current phase began (accept, end of the last exchange).
+    pub since_ms: u64,
+    /// When the first byte of the head being read arrived.
+    pub head_started_ms: Option<u64>,
+    /// Exchanges completed on this connection: more than none means the
+    /// client is idle between requests, and `keepalive_ms` applies.
+    pub served: u32,
 }
 
 /// What a client connection is waiting for.
@@ -100,6 +123,7 @@ pub enum ClientPhase {
 /// A byte tunnel between a client and an upstream (WebSocket, ...).
 pub struct Tunnel {
     pub upstream: usize,
+    pub since_ms: u64,
     /// FIN already passed on to the upstream / the client.
     pub upstream_shut: bool,
     pub client_shut: bool,
@@ -112,6 +136,7 @@ pub struct Tunnel {
 /// then never sees. So, like nginx's lingering close: write the answer, send
 /// FIN (`shutdown(Write)`), and read and discard until the client closes too.
 pub struct Closing {
+    pub since_ms: u64,
     pub fin_sent: bool,
     /// Bytes discarded so far; past `LINGER_LIMIT` we stop being polite.
     pub discarded: usize,
@@ -131,6 +156,11 @@ pub struct Upstream {
     pub eof: bool,
     /// Requests this connection has carried (more than one: it was reused).
     pub requests: u32,
+    /// When it was parked in the idle pool.
+    pub parked_ms: u64,
+    /// The upstream list it belongs to: after a reload changes the list,
+    /// an old connection is closed rather than pooled.
+    pub list_generation: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

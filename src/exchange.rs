@@ -22,7 +22,7 @@
 //! `05-state-machines`).
 
 use std::io::{self, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::buffer::Buffer;
@@ -73,11 +73,21 @@ pub enum Failure {
 /// A request in flight and everything needed to finish, retry or log it.
 pub struct Exchange {
     pub started: Instant,
+    /// The same moment, and later ones, on the reactor's millisecond clock.
+    pub started_ms: u64,
+    /// When the current upstream connection began connecting.
+    pub connect_started_ms: u64,
+    /// When it was linked (connected, or taken from the pool).
+    pub linked_ms: u64,
+    /// Waiting for a free slot under `max_conns_per_upstream`, since then.
+    pub queued_since_ms: Option<u64>,
     pub request: RequestHead,
     /// Slab key of the upstream connection serving it, once there is one.
     pub upstream: Option<usize>,
     /// Index of the chosen upstream in the config.
     pub upstream_index: usize,
+    /// Its address (kept here: a reload may renumber the list meanwhile).
+    pub upstream_addr: Option<SocketAddr>,
     /// The upstream connection came from the idle pool.
     pub reused: bool,
     /// Upstreams that refused the connection so far.
@@ -107,14 +117,24 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(request: RequestHead, upstream_index: usize, started: Instant) -> Exchange {
+    pub fn new(
+        request: RequestHead,
+        upstream_index: usize,
+        started: Instant,
+        now_ms: u64,
+    ) -> Exchange {
         let request_body = BodyReader::new(request.body);
         let close_client = !request.keep_alive;
         Exchange {
             started,
+            started_ms: now_ms,
+            connect_started_ms: now_ms,
+            linked_ms: now_ms,
+            queued_since_ms: None,
             request,
             upstream: None,
             upstream_index,
+            upstream_addr: None,
             reused: false,
             connect_failures: 0,
             retried: false,
@@ -157,6 +177,16 @@ impl Exchange {
     /// all classified, so any further bytes belong to the next request.
     pub fn request_body_done(&self) -> bool {
         self.request_body.is_done()
+    }
+
+    /// A final response head has been composed for the client.
+    pub fn response_started(&self) -> bool {
+        !matches!(self.response, ResponseState::AwaitingHead)
+    }
+
+    /// Request bytes (head or classified body) wait to be written upstream.
+    pub fn request_bytes_waiting(&self) -> bool {
+        !self.request_head.is_empty() || self.request_pending > 0
     }
 
     /// Nothing of the response has reached the client and no final head has

@@ -7,38 +7,41 @@
 //! ```text
 //!   events --> reactor --(bytes)--> http (parse, rewrite, framing)
 //!                 |  \--(which?)--> balance, pool
+//!                 |  \--(when?)---> timer, timeouts
 //!                 \----(moves)----> exchange, conn, buffer
 //! ```
 
 // What the user writes and sees.
-/// Command-line flags (`--config`, `--check`, `--demo`, ...).
-pub mod cli;
 /// `config.json` as serde structs; errors that name the field.
 pub mod config;
+/// Command-line flags (`--config`, `--check`, `--demo`, ...).
+pub mod cli;
 
-// Sans-IO building blocks: plain structs fed bytes, tested without sockets.
-/// Round-robin choice of upstream (lesson 12).
-pub mod balance;
+// Sans-IO building blocks: plain structs fed bytes or ticks, tested without sockets.
 /// Fixed-capacity byte buffer with partial reads and writes (lesson 08).
 pub mod buffer;
 /// HTTP/1.1 heads, rewriting, body framing, chunked decoding (lessons 07, 11).
 pub mod http;
+/// Round-robin choice of upstream (lesson 12).
+pub mod balance;
 /// Per-upstream LIFO pool of idle keep-alive connections (lesson 12).
 pub mod pool;
+/// Hashed timer wheel: O(1) insert and cancel, sleep until the next deadline (lesson 10).
+pub mod timer;
+/// Which deadline a connection is under; lazy re-arming (lesson 10).
+pub mod timeouts;
 
 // The reactor and the state it drives.
-/// One line per request (lesson 14).
-pub mod access_log;
+/// Slab key + generation packed into a mio `Token` (lesson 06).
+pub mod token;
 /// A socket, its readiness, its role; the byte pumps (lessons 04, 05, 08).
 pub mod conn;
 /// One request and its response as a state machine (lesson 05).
 pub mod exchange;
-/// The `mio::Poll` loop: accept, dispatch, backpressure (lessons 03, 09, 14).
+/// The `mio::Poll` loop: accept, dispatch, timers, signals, backpressure (lessons 03, 09, 10, 14).
 pub mod reactor;
-/// Hashed timer wheel: O(1) insert and cancel, sleep until the next deadline (lesson 10).
-pub mod timer;
-/// Slab key + generation packed into a mio `Token` (lesson 06).
-pub mod token;
+/// One line per request (lesson 14).
+pub mod access_log;
 
 // For newcomers.
 /// Built-in demo upstreams for `--demo` (lesson 01 onward).

@@ -65,13 +65,16 @@ fn run(path: &Path, demo: bool) -> ExitCode {
     // The logger comes after the config because the config picks its level.
     // Errors before this point are printed with eprintln, in the same
     // `error: ...` shape, so a user sees one style either way.
+    // The logger itself lets everything through; the global max level does
+    // the filtering, so a reload (SIGHUP) can raise or lower it.
     if let Err(err) = simple_logger::SimpleLogger::new()
-        .with_level(config.log_level())
+        .with_level(log::LevelFilter::Trace)
         .init()
     {
         eprintln!("error: cannot start the logger ({err})");
         return ExitCode::from(1);
     }
+    log::set_max_level(config.log_level());
 
     // Held until the loop returns: dropping a DemoUpstream stops it.
     let _demos = if demo {
@@ -86,7 +89,7 @@ fn run(path: &Path, demo: bool) -> ExitCode {
         Vec::new()
     };
 
-    match ferroxy::reactor::run(&config) {
+    match ferroxy::reactor::run(&config, Some(path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

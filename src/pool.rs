@@ -64,6 +64,11 @@ impl IdlePool {
         }
     }
 
+    /// A reload changed the limit: applies from the next `park` on.
+    pub fn set_max_per_upstream(&mut self, max: usize) {
+        self.max_per_upstream = max;
+    }
+
     /// Idle connections, all upstreams together.
     pub fn len(&self) -> usize {
         self.per_upstream.iter().map(Vec::len).sum()

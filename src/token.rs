@@ -16,6 +16,8 @@ use mio::Token;
 pub const LISTENER: Token = Token(usize::MAX);
 /// The waker other threads use to stop the loop.
 pub const WAKER: Token = Token(usize::MAX - 1);
+/// Signals (SIGTERM, SIGINT, SIGHUP), delivered through a pipe.
+pub const SIGNALS: Token = Token(usize::MAX - 2);
 
 /// A connection's slab key plus the generation it was created in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,9 +31,10 @@ impl ConnId {
         Token(((self.generation as usize) << 32) | self.key)
     }
 
-    /// The connection a token names; `None` for the listener and the waker.
+    /// The connection a token names; `None` for the listener, the waker
+    /// and the signal pipe.
     pub fn from_token(token: Token) -> Option<ConnId> {
-        if token == LISTENER || token == WAKER {
+        if token == LISTENER || token == WAKER || token == SIGNALS {
             return None;
         }
         Some(ConnId {

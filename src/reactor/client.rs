@@ -1,0 +1,544 @@
+//! The client's phases, as the reactor drives them: `ReadingHead` ->
+//! `Exchanging` -> back to `ReadingHead` (keep-alive), or -> `Tunnel`
+//! (after a 101), or -> `Closing` (after a final answer).
+//!
+//! The exchange itself ([`crate::exchange::Exchange`]) only moves bytes and
+//! reports [`Failure`]s; here each failure becomes a decision: a retry, an
+//! answer of the proxy's own (400, 502, ...), or a closed connection.
+//!
+//! Lessons: `05-state-machines`, `07-parsing-heads`, `11-body-framing`.
+
+use std::io;
+use std::net::Shutdown;
+use std::time::Instant;
+
+use log::{debug, info, trace, warn};
+
+use super::{Gone, Reactor, Step, client_in, exchange_in};
+use crate::access_log::{self, AccessLine};
+use crate::buffer::Buffer;
+use crate::conn::{
+    ClientPhase, Closing, Conn, Io, ReadOutcome, Role, Tunnel, Upstream, UpstreamPhase,
+    WriteOutcome, read_into, write_two,
+};
+use crate::exchange::{Exchange, Failure, ResponseState};
+use crate::http::errors::write_error_response;
+use crate::http::head::{RequestError, RequestHead, parse_request};
+
+/// After a final answer, how much of what a client still sends we read and
+/// throw away before closing anyway (see [`Closing`]).
+const LINGER_LIMIT: usize = 1024 * 1024;
+
+impl Reactor {
+    /// `ReadingHead`: read until a whole request head is in, then start
+    /// its exchange, or refuse it.
+    pub(super) fn read_head(&mut self, key: usize, budget: &mut usize) -> Step {
+        let limits = self.settings.head_limits;
+        let now = self.now;
+        let (io, client) = client_in(&mut self.conns, key)?;
+        if !client.inbuf.is_empty() {
+            match parse_request(client.inbuf.filled(), &limits) {
+                Ok(Some(head)) => {
+                    client.inbuf.consume(head.len);
+                    trace!(
+                        "connection {key}: {} {} -> exchanging",
+                        head.method, head.target
+                    );
+                    return self.begin_exchange(key, head);
+                }
+                Err(e) => return self.refuse(key, e),
+                Ok(None) => {}
+            }
+        }
+        if client.eof {
+            if !client.inbuf.is_empty() {
+                debug!(
+                    "client {} closed in the middle of a request head",
+                    client.peer
+                );
+            }
+            self.close(key);
+            return Err(Gone);
+        }
+        match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+            ReadOutcome::Data(n) => {
+                *budget = budget.saturating_sub(n);
+                // A kept-alive connection was idle (keepalive_ms); from its
+                // first byte on, the head must arrive in client_header_ms.
+                client.head_started_ms.get_or_insert(now);
+                Ok(true)
+            }
+            ReadOutcome::Eof => {
+                client.eof = true;
+                Ok(true)
+            }
+            ReadOutcome::Blocked => Ok(false),
+            ReadOutcome::Failed(e) => {
+                debug!("client {} read failed: {e}", client.peer);
+                self.close(key);
+                Err(Gone)
+            }
+        }
+    }
+
+    /// A bad request: answer with its status and close (the upstream never
+    /// hears of it).
+    fn refuse(&mut self, key: usize, e: RequestError) -> Step {
+        let (_, client) = client_in(&mut self.conns, key)?;
+        warn!(
+            "refused request from {}: {} ({})",
+            client.peer,
+            e.describe(),
+            e.status()
+        );
+        access_log::log(&AccessLine {
+            client: client.peer,
+            method: "-",
+            target: "-",
+            version: None,
+            status: e.status(),
+            upstream: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            elapsed: std::time::Duration::ZERO,
+        });
+        self.stats.requests += 1;
+        self.answer_and_close(key, e.status());
+        Ok(true)
+    }
+
+    /// Queue an error answer of the proxy's own and move to `Closing`.
+    pub(super) fn answer_and_close(&mut self, key: usize, status: u16) {
+        let now = self.now;
+        if let Ok((_, client)) = client_in(&mut self.conns, key) {
+            // Unread request bytes are moot now; `Closing` discards the rest.
+            client.inbuf.clear();
+            write_error_response(status, &[], client.out.compose());
+            client.phase = ClientPhase::Closing(Closing {
+                since_ms: now,
+                fin_sent: false,
+                discarded: 0,
+            });
+        }
+    }
+
+    /// `Closing`: write the last answer, send FIN, and discard what the
+    /// client still sends until it closes too.
+    pub(super) fn linger(&mut self, key: usize) -> Step {
+        let (io, client) = client_in(&mut self.conns, key)?;
+        let ClientPhase::Closing(closing) = &mut client.phase else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        if !client.out.is_empty() {
+            match write_two(&mut io.socket, &mut io.ready, client.out.pending(), &[]) {
+                WriteOutcome::Wrote(n) => {
+                    client.out.advance(n);
+                    progress = true;
+                }
+                WriteOutcome::Blocked => {}
+                WriteOutcome::Failed(_) => {
+                    self.close(key);
+                    return Err(Gone);
+                }
+            }
+        }
+        if client.out.is_empty() && !closing.fin_sent {
+            let _ = io.socket.shutdown(Shutdown::Write);
+            closing.fin_sent = true;
+            progress = true;
+        }
+        if !client.eof {
+            match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+                ReadOutcome::Data(n) => {
+                    closing.discarded += n;
+                    client.inbuf.clear();
+                    progress = true;
+                }
+                ReadOutcome::Eof => {
+                    client.eof = true;
+                    progress = true;
+                }
+                ReadOutcome::Blocked => {}
+                ReadOutcome::Failed(_) => {
+                    self.close(key);
+                    return Err(Gone);
+                }
+            }
+        }
+        if (closing.fin_sent && client.eof) || closing.discarded > LINGER_LIMIT {
+            self.close(key);
+            return Err(Gone);
+        }
+        Ok(progress)
+    }
+
+    /// A request head arrived: pick an upstream and get a connection to it.
+    fn begin_exchange(&mut self, key: usize, head: RequestHead) -> Step {
+        let index = self.upstreams.balancer.pick();
+        let draining = self.draining_until.is_some();
+        let now = self.now;
+        let (_, client) = client_in(&mut self.conns, key)?;
+        client.head_started_ms = None;
+        let mut exchange = Exchange::new(head, index, Instant::now(), now);
+        // Shutting down: serve this one, then close.
+        exchange.close_client |= draining;
+        client.phase = ClientPhase::Exchanging(Box::new(exchange));
+        self.assign_upstream(key, index)
+    }
+
+    /// `Exchanging`: move both directions of a request as far as they go.
+    pub(super) fn exchange(&mut self, key: usize, budget: &mut usize) -> Step {
+        let mut progress = self.finish_connect(key)?;
+        progress |= self.read_client(key, budget)?;
+        let Some(upstream_key) = exchange_in(&mut self.conns, key)?.upstream else {
+            return Ok(progress);
+        };
+        let Some((cio, client, uio, up)) = self.pair_mut(key, upstream_key) else {
+            return Ok(progress);
+        };
+        if up.phase != UpstreamPhase::Active {
+            return Ok(progress);
+        }
+        let ClientPhase::Exchanging(ex) = &mut client.phase else {
+            return Ok(progress);
+        };
+
+        match ex.forward_request(&mut client.inbuf, &mut uio.socket, &mut uio.ready) {
+            Ok(moved) => progress |= moved,
+            Err(failure) => return self.handle_failure(key, failure),
+        }
+
+        if !up.eof {
+            match read_into(&mut uio.socket, &mut uio.ready, &mut up.inbuf) {
+                ReadOutcome::Data(n) => {
+                    *budget = budget.saturating_sub(n);
+                    progress = true;
+                }
+                ReadOutcome::Eof => {
+                    up.eof = true;
+                    progress = true;
+                }
+                ReadOutcome::Blocked => {}
+                ReadOutcome::Failed(e) => {
+                    return self.handle_failure(key, Failure::UpstreamRead(e));
+                }
+            }
+        }
+
+        let relayed = ex.forward_response(
+            &mut up.inbuf,
+            up.eof,
+            &mut cio.socket,
+            &mut cio.ready,
+            &mut client.out,
+        );
+        match relayed {
+            Ok(moved) => progress |= moved,
+            Err(failure) => return self.handle_failure(key, failure),
+        }
+
+        let switching = match ex.response {
+            ResponseState::Complete => false,
+            ResponseState::Switching if client.out.is_empty() => true,
+            _ => return Ok(progress),
+        };
+        if switching {
+            self.begin_tunnel(key, upstream_key)
+        } else {
+            self.finish_exchange(key)
+        }
+    }
+
+    /// The 101 reached the client: from now on, bytes are bytes.
+    fn begin_tunnel(&mut self, key: usize, upstream_key: usize) -> Step {
+        self.log_exchange(key);
+        let now = self.now;
+        let (_, client) = client_in(&mut self.conns, key)?;
+        debug!(
+            "connection {key}: switching protocols, tunnel to upstream connection {upstream_key}"
+        );
+        client.phase = ClientPhase::Tunnel(Tunnel {
+            upstream: upstream_key,
+            since_ms: now,
+            upstream_shut: false,
+            client_shut: false,
+        });
+        Ok(true)
+    }
+
+    /// Read request bytes from the client during an exchange: the rest of
+    /// the body, or the next pipelined request (read ahead, up to the
+    /// buffer's size).
+    fn read_client(&mut self, key: usize, budget: &mut usize) -> Step {
+        let (io, client) = client_in(&mut self.conns, key)?;
+        if client.eof {
+            return Ok(false);
+        }
+        match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+            ReadOutcome::Data(n) => {
+                *budget = budget.saturating_sub(n);
+                Ok(true)
+            }
+            ReadOutcome::Eof => {
+                client.eof = true;
+                let ClientPhase::Exchanging(ex) = &mut client.phase else {
+                    return Ok(true);
+                };
+                if ex.request_body_done() {
+                    // Half-close: the client has said all it will say, but
+                    // still reads. It gets the whole response, then we close.
+                    ex.close_client = true;
+                    Ok(true)
+                } else {
+                    self.abort(key, "client closed before sending the whole request")
+                }
+            }
+            ReadOutcome::Blocked => Ok(false),
+            ReadOutcome::Failed(e) => self.abort(key, &format!("client read failed: {e}")),
+        }
+    }
+
+    /// Decide what a [`Failure`] means for this exchange.
+    fn handle_failure(&mut self, key: usize, failure: Failure) -> Step {
+        let ex = exchange_in(&mut self.conns, key)?;
+        let can_answer = ex.can_answer_error();
+        match failure {
+            Failure::BadRequestBody(e) if can_answer => {
+                warn!("bad request body: {e:?}");
+                self.fail(key, 400, "malformed request body")
+            }
+            Failure::BadRequestBody(e) => self.abort(
+                key,
+                &format!("bad request body after the response began: {e:?}"),
+            ),
+            Failure::UpstreamWrite(_) | Failure::UpstreamRead(_) | Failure::UpstreamClosedEarly
+                if ex.can_retry() =>
+            {
+                self.retry(key, &failure)
+            }
+            Failure::UpstreamWrite(_) | Failure::UpstreamRead(_) | Failure::UpstreamClosedEarly
+                if can_answer =>
+            {
+                self.fail(key, 502, &describe(&failure))
+            }
+            Failure::BadResponse(why) if can_answer => self.fail(key, 502, why),
+            other => self.abort(key, &describe(&other)),
+        }
+    }
+
+    /// The proxy answers the client itself (502, 400, 504, ...) and closes
+    /// it; the upstream connection, if any, is closed, never pooled.
+    pub(super) fn fail(&mut self, key: usize, status: u16, why: &str) -> Step {
+        let ex = exchange_in(&mut self.conns, key)?;
+        ex.status = status;
+        let upstream = ex.upstream.take();
+        let addr = upstream_label(ex);
+        warn!("answering {status} (upstream {addr}): {why}");
+        self.log_exchange(key);
+        if let Some(upstream) = upstream {
+            self.close(upstream);
+        }
+        self.answer_and_close(key, status);
+        Ok(true)
+    }
+
+    /// Nothing sensible can be said to the client any more (the response
+    /// has begun, or the client is gone): close both connections.
+    pub(super) fn abort(&mut self, key: usize, why: &str) -> Step {
+        let upstream = self.linked_upstream(key);
+        if let Ok((_, client)) = client_in(&mut self.conns, key) {
+            warn!("closing connection from {}: {why}", client.peer);
+        }
+        if exchange_in(&mut self.conns, key).is_ok() {
+            self.log_exchange(key);
+        }
+        if let Some(upstream) = upstream {
+            self.close(upstream);
+        }
+        self.close(key);
+        Err(Gone)
+    }
+
+    /// The response is complete: log it, return the upstream connection to
+    /// the pool if it can be reused, and wait for the client's next request
+    /// (or close).
+    fn finish_exchange(&mut self, key: usize) -> Step {
+        self.log_exchange(key);
+        let now = self.now;
+        let (_, client) = client_in(&mut self.conns, key)?;
+        let phase = std::mem::replace(&mut client.phase, ClientPhase::ReadingHead);
+        let ClientPhase::Exchanging(ex) = phase else {
+            return Ok(true);
+        };
+        client.served += 1;
+        client.since_ms = now;
+        // A pipelined request already (partly) here is a head in progress.
+        client.head_started_ms = (!client.inbuf.is_empty()).then_some(now);
+        if ex.close_client || client.eof {
+            client.phase = ClientPhase::Closing(Closing {
+                since_ms: now,
+                fin_sent: false,
+                discarded: 0,
+            });
+        }
+        if let Some(upstream) = ex.upstream {
+            self.release_upstream(upstream, ex.upstream_reusable);
+        }
+        Ok(true)
+    }
+
+    pub(super) fn log_exchange(&mut self, key: usize) {
+        let Ok((_, client)) = client_in(&mut self.conns, key) else {
+            return;
+        };
+        let peer = client.peer;
+        let ClientPhase::Exchanging(ex) = &client.phase else {
+            return;
+        };
+        access_log::log(&AccessLine {
+            client: peer,
+            method: &ex.request.method,
+            target: &ex.request.target,
+            version: Some(ex.request.version),
+            status: ex.status,
+            upstream: ex.upstream_addr,
+            bytes_in: ex.request_body_bytes,
+            bytes_out: ex.response_bytes,
+            elapsed: ex.started.elapsed(),
+        });
+        self.stats.requests += 1;
+    }
+
+    /// `Tunnel`: copy bytes both ways with the same buffers and the same
+    /// backpressure; pass each side's FIN on; close when both are done.
+    pub(super) fn tunnel(&mut self, key: usize, budget: &mut usize) -> Step {
+        let Some(upstream_key) = self.linked_upstream(key) else {
+            self.close(key);
+            return Err(Gone);
+        };
+        let Some((cio, client, uio, up)) = self.pair_mut(key, upstream_key) else {
+            self.close(key);
+            return Err(Gone);
+        };
+        let ClientPhase::Tunnel(tunnel) = &mut client.phase else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        let toward_upstream = pump(
+            cio,
+            &mut client.inbuf,
+            &mut client.eof,
+            uio,
+            &mut tunnel.upstream_shut,
+            budget,
+        );
+        let toward_client = pump(
+            uio,
+            &mut up.inbuf,
+            &mut up.eof,
+            cio,
+            &mut tunnel.client_shut,
+            budget,
+        );
+        for moved in [toward_upstream, toward_client] {
+            match moved {
+                Ok(moved) => progress |= moved,
+                Err(e) => return self.abort(key, &format!("tunnel broke: {e}")),
+            }
+        }
+        if tunnel.upstream_shut && tunnel.client_shut {
+            info!("connection {key}: tunnel closed by both sides");
+            self.close(upstream_key);
+            self.close(key);
+            return Err(Gone);
+        }
+        Ok(progress)
+    }
+
+    /// Both ends of a client/upstream pair, borrowed at once.
+    pub(super) fn pair_mut(
+        &mut self,
+        client: usize,
+        upstream: usize,
+    ) -> Option<(&mut Io, &mut crate::conn::Client, &mut Io, &mut Upstream)> {
+        let (c, u) = self.conns.get2_mut(client, upstream)?;
+        match (c, u) {
+            (
+                Conn {
+                    io: cio,
+                    role: Role::Client(client),
+                },
+                Conn {
+                    io: uio,
+                    role: Role::Upstream(up),
+                },
+            ) => Some((cio, client, uio, up)),
+            _ => None,
+        }
+    }
+}
+
+/// Tunnel one direction: read from `from` into `buf`, write `buf` to `to`,
+/// and once `from` has closed and `buf` is empty, send FIN to `to`.
+fn pump(
+    from: &mut Io,
+    buf: &mut Buffer,
+    from_eof: &mut bool,
+    to: &mut Io,
+    to_shut: &mut bool,
+    budget: &mut usize,
+) -> io::Result<bool> {
+    let mut progress = false;
+    if !*from_eof {
+        match read_into(&mut from.socket, &mut from.ready, buf) {
+            ReadOutcome::Data(n) => {
+                *budget = budget.saturating_sub(n);
+                progress = true;
+            }
+            ReadOutcome::Eof => {
+                *from_eof = true;
+                progress = true;
+            }
+            ReadOutcome::Blocked => {}
+            ReadOutcome::Failed(e) => return Err(e),
+        }
+    }
+    if !buf.is_empty() {
+        match write_two(&mut to.socket, &mut to.ready, buf.filled(), &[]) {
+            WriteOutcome::Wrote(n) => {
+                buf.consume(n);
+                progress = true;
+            }
+            WriteOutcome::Blocked => {}
+            WriteOutcome::Failed(e) => return Err(e),
+        }
+    }
+    if *from_eof && buf.is_empty() && !*to_shut {
+        // Half-close: pass the FIN on, keep the other direction open.
+        let _ = to.socket.shutdown(Shutdown::Write);
+        *to_shut = true;
+        progress = true;
+    }
+    Ok(progress)
+}
+
+/// The upstream an exchange was using, for log lines.
+pub(super) fn upstream_label(ex: &Exchange) -> String {
+    match ex.upstream_addr {
+        Some(addr) => addr.to_string(),
+        None => "-".to_string(),
+    }
+}
+
+pub(super) fn describe(failure: &Failure) -> String {
+    match failure {
+        Failure::BadRequestBody(e) => format!("bad request body: {e:?}"),
+        Failure::UpstreamWrite(e) => format!("writing to the upstream failed: {e}"),
+        Failure::UpstreamRead(e) => format!("reading from the upstream failed: {e}"),
+        Failure::UpstreamClosedEarly => "upstream closed without responding".to_string(),
+        Failure::BadResponse(why) => format!("bad response from upstream: {why}"),
+        Failure::UpstreamTruncated => "upstream response ended before its framing said".to_string(),
+        Failure::ClientWrite(e) => format!("writing to the client failed: {e}"),
+    }
+}

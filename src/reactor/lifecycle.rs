@@ -1,0 +1,163 @@
+//! Signals: a graceful shutdown (SIGTERM, SIGINT) and a config reload
+//! (SIGHUP), both handled inside the loop.
+//!
+//! A signal handler may run between any two instructions of the program, so
+//! it can do almost nothing safely. `signal-hook-mio` makes the handler write
+//! one byte to a pipe that the poll loop watches: the signal then arrives as
+//! an ordinary event, and everything below is ordinary code.
+//!
+//! Lesson: `lessons/14-whole-proxy`.
+
+use std::io;
+
+use log::{error, info, warn};
+use mio::Interest;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::{Reactor, Settings, Upstreams};
+use crate::config::Config;
+use crate::conn::{ClientPhase, Role, UpstreamPhase};
+
+impl Reactor {
+    /// Route SIGTERM, SIGINT and SIGHUP into the loop.
+    pub(super) fn listen_for_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        self.poll
+            .registry()
+            .register(&mut signals, crate::token::SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    pub(super) fn on_signals(&mut self) {
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        let pending: Vec<i32> = signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGHUP => self.reload(),
+                _ if self.draining_until.is_some() => {
+                    // A second SIGTERM/SIGINT: the operator means it.
+                    warn!(
+                        "second stop signal: exiting with {} connections open",
+                        self.conns.len()
+                    );
+                    self.draining_until = Some(self.now);
+                }
+                _ => self.begin_drain(),
+            }
+        }
+    }
+
+    /// Stop accepting, close what is idle, let requests in flight finish
+    /// (each then closes its client connection), for at most `total_ms`.
+    fn begin_drain(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+            // Dropped here: new connections are refused from now on.
+        }
+        let deadline = self.now + self.settings.timeouts.total_ms;
+        self.draining_until = Some(deadline);
+        let mut idle = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            match &mut conn.role {
+                Role::Client(client) => match &mut client.phase {
+                    ClientPhase::ReadingHead if client.inbuf.is_empty() => idle.push(key),
+                    ClientPhase::Exchanging(ex) => ex.close_client = true,
+                    _ => {}
+                },
+                Role::Upstream(up) if up.phase == UpstreamPhase::Idle => idle.push(key),
+                Role::Upstream(_) => {}
+            }
+        }
+        for key in &idle {
+            self.close(*key);
+        }
+        info!(
+            "shutting down: stopped accepting, closed {} idle connections, waiting up to {} ms for {} more",
+            idle.len(),
+            self.settings.timeouts.total_ms,
+            self.conns.len()
+        );
+    }
+
+    /// Shutting down and done: nothing left, or out of time.
+    pub(super) fn drained(&self) -> bool {
+        match self.draining_until {
+            Some(until) => self.conns.is_empty() || self.now >= until,
+            None => false,
+        }
+    }
+
+    /// SIGHUP: read the config file again and apply what can change without
+    /// dropping a connection. A broken file changes nothing.
+    fn reload(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            warn!("SIGHUP: no config file to re-read");
+            return;
+        };
+        match Config::load(&path) {
+            Ok(config) => self.apply(&config),
+            Err(e) => error!(
+                "reload of {} failed, keeping the running config: {e}",
+                path.display()
+            ),
+        }
+    }
+
+    /// Apply a new config to new requests. Open connections carry on as
+    /// they are; connections to upstreams no longer listed are closed when
+    /// their exchange ends instead of going back to the pool.
+    pub(super) fn apply(&mut self, config: &Config) {
+        if config.listen_addr() != self.listen_addr && config.listen_addr().port() != 0 {
+            warn!(
+                "reload: listen address {} -> {} needs a restart; still listening on {}",
+                self.listen_addr, config.listen, self.listen_addr
+            );
+        }
+        let new_addrs = config.upstream_addrs();
+        if new_addrs != self.upstreams.addrs || config.upstreams.len() != self.upstreams.hosts.len()
+        {
+            let generation = self.upstreams.generation + 1;
+            let Upstreams {
+                mut pool, waiting, ..
+            } = std::mem::replace(
+                &mut self.upstreams,
+                Upstreams::from_config(config, generation),
+            );
+            // Idle connections to the old list go now; queued requests are
+            // spread over the new list.
+            for key in pool.drain_all() {
+                self.close(key);
+            }
+            for waiting in waiting {
+                for id in waiting {
+                    let index = self.upstreams.balancer.pick();
+                    if let Ok(ex) = super::exchange_in(&mut self.conns, id.key) {
+                        ex.upstream_index = index;
+                    }
+                    self.upstreams.waiting[index].push_back(id);
+                }
+            }
+            self.slots_freed = true;
+        } else {
+            self.upstreams
+                .pool
+                .set_max_per_upstream(config.limits.max_idle_per_upstream);
+        }
+        self.settings = Settings::from_config(config);
+        log::set_max_level(config.log_level());
+        info!(
+            "reloaded config: {} upstreams ({}), timeouts and limits apply to new requests",
+            self.upstreams.addrs.len(),
+            self.upstreams
+                .addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}

@@ -1,0 +1,666 @@
+//! The reactor: one `mio::Poll` loop that owns every socket.
+//!
+//! [`Reactor::run`] is the whole program in one screen: wait for readiness
+//! (or the next deadline), route each event to its connection by token, let
+//! that connection move as far as it can without blocking, fire the timers
+//! that are due, and go back to waiting. Nothing here ever blocks, so one
+//! thread serves every connection. Nothing here parses HTTP (that is
+//! [`crate::http`]) or decides what a request needs next (that is
+//! [`crate::exchange`]).
+//!
+//! The reactor is the only code that calls `register`, `reregister`,
+//! `accept`, `connect` or closes a socket. It is one struct, [`Reactor`],
+//! whose methods are split by concern:
+//!
+//! - this file: the loop, accepting, dispatching events, registering and
+//!   closing connections ([`Reactor::drive`] moves a client and the
+//!   upstream serving it together, whichever side the event was for);
+//! - `client.rs`: the client's phases, from request head to lingering close;
+//! - `upstream.rs`: getting an upstream connection (pool, connect, queue),
+//!   and giving it back;
+//! - `time.rs`: deadlines, the timer wheel, what each timeout does;
+//! - `lifecycle.rs`: signals: graceful shutdown and config reload.
+//!
+//! Lessons: `03-poll-loop`, `04-edge-triggered`, `06-slab-and-tokens`,
+//! `09-backpressure`, `10-timers`, `14-whole-proxy`.
+
+mod client;
+mod lifecycle;
+mod time;
+mod upstream;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, trace, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Waker};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::balance::RoundRobin;
+use crate::buffer::Buffer;
+use crate::config::{Config, Timeouts};
+use crate::conn::{Client, ClientPhase, Conn, Io, Outbox, Readiness, Role, UpstreamPhase};
+use crate::exchange::Exchange;
+use crate::http::errors::write_error_response;
+use crate::http::head::HeadLimits;
+use crate::pool::IdlePool;
+use crate::timer::TimerWheel;
+use crate::token::{ConnId, LISTENER, SIGNALS, WAKER};
+
+/// Bytes one connection may read per turn before the others get theirs.
+/// Without a budget, one fast download keeps the loop busy with a single
+/// socket while a thousand small requests wait.
+const TURN_BUDGET: usize = 64 * 1024;
+
+/// How many events one `poll` call can return.
+const EVENTS_PER_POLL: usize = 1024;
+
+/// Timer wheel geometry: 1 ms ticks, 4096 slots (one revolution is about
+/// 4 s; longer deadlines wait their turn in their slot).
+const WHEEL_TICK_MS: u64 = 1;
+const WHEEL_SLOTS: usize = 4096;
+
+/// A snapshot of what the loop is holding, for tests and (later) metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Slab entries: every open socket the loop owns (listener excluded).
+    pub connections: usize,
+    pub client_connections: usize,
+    pub upstream_connections: usize,
+    /// Upstream connections parked in the idle pool.
+    pub idle_upstream_connections: usize,
+    /// Requests waiting for a connection slot (`max_conns_per_upstream`).
+    pub queued_requests: usize,
+    /// Timers in the wheel.
+    pub timers: usize,
+    /// Bytes of buffer memory held right now, all connections together.
+    pub buffer_bytes: usize,
+    /// The most `buffer_bytes` has ever been.
+    pub peak_buffer_bytes: usize,
+    /// Requests that reached the end of their exchange (any status).
+    pub requests: u64,
+}
+
+/// The client connection was closed during this step: stop driving it.
+struct Gone;
+
+/// What a step did: `Ok(true)` moved something (try again), `Ok(false)`
+/// must wait for readiness, `Err(Gone)` closed the client.
+type Step = Result<bool, Gone>;
+
+/// Settings the loop reads on every request, taken from the config (at
+/// start, and again on reload).
+struct Settings {
+    buffer_bytes: usize,
+    /// Client buffers must hold a whole request head.
+    client_buffer_bytes: usize,
+    head_limits: HeadLimits,
+    max_client_conns: usize,
+    max_conns_per_upstream: usize,
+    timeouts: Timeouts,
+}
+
+impl Settings {
+    fn from_config(config: &Config) -> Settings {
+        let limits = &config.limits;
+        Settings {
+            buffer_bytes: limits.buffer_bytes,
+            client_buffer_bytes: limits.buffer_bytes.max(limits.max_header_bytes),
+            head_limits: HeadLimits {
+                max_head_bytes: limits.max_header_bytes,
+                ..HeadLimits::default()
+            },
+            max_client_conns: limits.max_client_conns,
+            max_conns_per_upstream: limits.max_conns_per_upstream,
+            timeouts: config.timeouts.clone(),
+        }
+    }
+}
+
+/// The upstreams the proxy forwards to, and the per-upstream bookkeeping
+/// that goes with them. Replaced as a whole when a reload changes the list.
+struct Upstreams {
+    addrs: Vec<SocketAddr>,
+    /// `host:port` per upstream, for an HTTP/1.0 request without `Host`.
+    hosts: Vec<String>,
+    balancer: RoundRobin,
+    pool: IdlePool,
+    /// Open connections per upstream (connecting, active, idle), for
+    /// `max_conns_per_upstream`.
+    open: Vec<usize>,
+    /// Requests waiting for a connection slot, per upstream, oldest first.
+    waiting: Vec<VecDeque<ConnId>>,
+    /// Bumped by each reload that changes the list; connections from an
+    /// older list are closed instead of pooled or counted.
+    generation: u64,
+}
+
+impl Upstreams {
+    fn from_config(config: &Config, generation: u64) -> Upstreams {
+        let addrs = config.upstream_addrs();
+        let count = addrs.len();
+        Upstreams {
+            hosts: config
+                .upstreams
+                .iter()
+                .map(|u| format!("{}:{}", u.host, u.port))
+                .collect(),
+            balancer: RoundRobin::new(count),
+            pool: IdlePool::new(count, config.limits.max_idle_per_upstream),
+            open: vec![0; count],
+            waiting: vec![VecDeque::new(); count],
+            addrs,
+            generation,
+        }
+    }
+}
+
+/// The loop and everything it owns.
+pub struct Reactor {
+    poll: Poll,
+    /// `None` once shutting down: no new connections.
+    listener: Option<TcpListener>,
+    listen_addr: SocketAddr,
+    conns: Slab<Conn>,
+    /// Stamped into each new connection's token (see [`crate::token`]).
+    next_generation: u32,
+    upstreams: Upstreams,
+    settings: Settings,
+    /// Connections that used up their turn's budget with work left.
+    ready: VecDeque<ConnId>,
+    clients: usize,
+    /// The reactor's clock: milliseconds since `epoch`, read once per turn
+    /// (reading it per event would cost nothing in syscalls, thanks to the
+    /// vDSO, but one value per turn keeps every decision in a turn
+    /// consistent).
+    epoch: Instant,
+    now: u64,
+    timers: TimerWheel<ConnId>,
+    /// A connection slot or an idle connection was freed this turn: the
+    /// waiting queues get a look at the end of it.
+    slots_freed: bool,
+    /// Shutting down: exit when no connection is left, or at this time.
+    draining_until: Option<u64>,
+    config_path: Option<PathBuf>,
+    signals: Option<Signals>,
+    stats: Stats,
+    shared_stats: Option<Arc<Mutex<Stats>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Reactor {
+    /// Bind the listener and set up the loop (nothing runs yet).
+    pub fn bind(config: &Config) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen_addr())?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let listen_addr = listener.local_addr()?;
+        Ok(Reactor {
+            poll,
+            listener: Some(listener),
+            listen_addr,
+            conns: Slab::with_capacity(1024),
+            next_generation: 0,
+            upstreams: Upstreams::from_config(config, 0),
+            settings: Settings::from_config(config),
+            ready: VecDeque::new(),
+            clients: 0,
+            epoch: Instant::now(),
+            now: 0,
+            timers: TimerWheel::new(WHEEL_TICK_MS, WHEEL_SLOTS, 0),
+            slots_freed: false,
+            draining_until: None,
+            config_path: None,
+            signals: None,
+            stats: Stats::default(),
+            shared_stats: None,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// The loop. Returns when shutdown has drained every connection, or
+    /// when another thread sets the stop flag and wakes it.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = self.epoch.elapsed().as_millis() as u64;
+            trace!(
+                "wake-up at {} ms: {} events, {} ready, {} timers",
+                self.now,
+                events.iter().count(),
+                self.ready.len(),
+                self.timers.len()
+            );
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_clients(),
+                    SIGNALS => self.on_signals(),
+                    WAKER if self.stop.load(Ordering::Acquire) => {
+                        info!("stopping: closing {} connections", self.conns.len());
+                        return Ok(());
+                    }
+                    token => {
+                        if let Some(id) = ConnId::from_token(token) {
+                            self.on_event(id, event);
+                        }
+                    }
+                }
+            }
+            // Only those queued before this point: a connection that uses
+            // its budget again goes to the back, behind the next poll.
+            for _ in 0..self.ready.len() {
+                let Some(id) = self.ready.pop_front() else {
+                    break;
+                };
+                if self.is_current(id) {
+                    self.drive(id.key);
+                }
+            }
+            self.expire_timers();
+            self.serve_queues();
+            if self.drained() {
+                info!("shutdown complete");
+                return Ok(());
+            }
+            self.publish_stats();
+        }
+    }
+
+    /// How long `poll` may sleep: not at all while some connection still has
+    /// work from its last turn; else until the next deadline; else forever.
+    /// So an idle proxy makes no syscalls at all.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = match (self.timers.next_deadline(), self.draining_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        Some(Duration::from_millis(next.saturating_sub(self.now)))
+    }
+
+    /// The connection `id` names still exists (its slot was not reused).
+    fn is_current(&self, id: ConnId) -> bool {
+        self.conns.get(id.key).is_some_and(|c| c.io.id == id)
+    }
+
+    /// Accept every pending connection: the listener is edge-triggered
+    /// too, so one event may stand for many clients.
+    fn accept_clients(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (socket, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: leave the rest in the backlog.
+                    // NB: edge-triggered, they are only seen again when the
+                    // next client arrives.
+                    error!("accept failed: {e}");
+                    return;
+                }
+            };
+            if self.clients >= self.settings.max_client_conns {
+                refuse_over_limit(socket, peer, self.settings.max_client_conns);
+                continue;
+            }
+            // Heads and small bodies go out at once rather than waiting for
+            // an ACK (Nagle's algorithm); writes are already coalesced.
+            let _ = socket.set_nodelay(true);
+            let client = Client {
+                peer,
+                inbuf: Buffer::with_capacity(self.settings.client_buffer_bytes),
+                out: Outbox::default(),
+                eof: false,
+                phase: ClientPhase::ReadingHead,
+                since_ms: self.now,
+                head_started_ms: None,
+                served: 0,
+            };
+            match self.insert(socket, Role::Client(client)) {
+                Ok(key) => {
+                    self.clients += 1;
+                    debug!("accepted {peer} as connection {key}");
+                    // The client_header_ms clock starts now.
+                    self.arm_timer(key);
+                }
+                Err(e) => error!("could not register client {peer}: {e}"),
+            }
+        }
+    }
+
+    /// Put a socket in the slab and register it, READABLE and WRITABLE
+    /// (see [`Conn::desired_interest`] for why WRITABLE stays on).
+    fn insert(&mut self, mut socket: TcpStream, role: Role) -> io::Result<usize> {
+        let entry = self.conns.vacant_entry();
+        let id = ConnId {
+            key: entry.key(),
+            generation: self.next_generation,
+        };
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(&mut socket, id.token(), interest)?;
+        let mut conn = Conn {
+            io: Io {
+                socket,
+                id,
+                registered: Some(interest),
+                ready: Readiness::default(),
+                accounted: 0,
+                timer: None,
+                last_read_ms: self.now,
+                last_write_ms: self.now,
+                seen_reads: 0,
+                seen_writes: 0,
+            },
+            role,
+        };
+        conn.io.accounted = conn.memory();
+        self.stats.buffer_bytes += conn.io.accounted;
+        entry.insert(conn);
+        Ok(id.key)
+    }
+
+    /// Close a connection: out of the slab, the pool and the timer wheel;
+    /// its upstream slot given back; its socket closed.
+    ///
+    /// No `deregister`: closing the last descriptor of a socket removes it
+    /// from epoll, and the generation in the token makes any event already
+    /// queued for it harmless.
+    fn close(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let conn = self.conns.remove(key);
+        self.stats.buffer_bytes -= conn.io.accounted;
+        if let Some(timer) = conn.io.timer {
+            self.timers.cancel(timer.id);
+        }
+        match &conn.role {
+            Role::Client(c) => {
+                self.clients -= 1;
+                trace!("closed client {} (connection {key})", c.peer);
+            }
+            Role::Upstream(u) => {
+                if u.list_generation == self.upstreams.generation {
+                    if u.phase == UpstreamPhase::Idle {
+                        self.upstreams.pool.remove(u.index, key);
+                    }
+                    if let Some(open) = self.upstreams.open.get_mut(u.index) {
+                        *open = open.saturating_sub(1);
+                    }
+                    self.slots_freed = true;
+                }
+                trace!("closed upstream connection {key} to {}", u.addr);
+            }
+        }
+    }
+
+    /// Record what an event says and let the connection pair move.
+    fn on_event(&mut self, id: ConnId, event: &mio::event::Event) {
+        let Some(conn) = self.conns.get_mut(id.key) else {
+            return;
+        };
+        if conn.io.id != id {
+            // The slot was freed and reused since this event was queued.
+            trace!("stale event for {id:?}, dropped");
+            return;
+        }
+        // Error and hang-up flags count as readiness: the next read or
+        // write returns the error or the EOF, which is how we learn of it.
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            conn.io.ready.readable = true;
+        }
+        if event.is_read_closed() || event.is_error() {
+            conn.io.ready.peer_closed = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            conn.io.ready.writable = true;
+        }
+        match &conn.role {
+            Role::Client(_) => self.drive(id.key),
+            Role::Upstream(u) if u.phase == UpstreamPhase::Idle => self.check_idle(id.key),
+            Role::Upstream(u) => match u.client {
+                Some(client) => self.drive(client),
+                None => self.close(id.key),
+            },
+        }
+    }
+
+    /// Move a client and its upstream as far as they go without blocking,
+    /// at most [`TURN_BUDGET`] bytes read, then settle their interests and
+    /// timers.
+    fn drive(&mut self, client: usize) {
+        let mut budget = TURN_BUDGET;
+        loop {
+            let Some(Conn {
+                role: Role::Client(c),
+                ..
+            }) = self.conns.get(client)
+            else {
+                return;
+            };
+            let step = match c.phase {
+                ClientPhase::ReadingHead => self.read_head(client, &mut budget),
+                ClientPhase::Exchanging(_) => self.exchange(client, &mut budget),
+                ClientPhase::Tunnel(_) => self.tunnel(client, &mut budget),
+                ClientPhase::Closing(_) => self.linger(client),
+            };
+            match step {
+                Ok(true) if budget > 0 => continue,
+                Ok(true) => {
+                    // Out of budget with work left: finish next turn.
+                    if let Some(conn) = self.conns.get(client) {
+                        self.ready.push_back(conn.io.id);
+                    }
+                    break;
+                }
+                Ok(false) => break,
+                Err(Gone) => return,
+            }
+        }
+        let linked = self.linked_upstream(client);
+        if let Some(upstream) = linked {
+            self.settle(upstream);
+        }
+        self.settle(client);
+    }
+
+    /// The upstream connection a client is using, if any.
+    fn linked_upstream(&self, client: usize) -> Option<usize> {
+        match &self.conns.get(client)?.role {
+            Role::Client(c) => match &c.phase {
+                ClientPhase::Exchanging(ex) => ex.upstream,
+                ClientPhase::Tunnel(t) => Some(t.upstream),
+                _ => None,
+            },
+            Role::Upstream(_) => None,
+        }
+    }
+
+    /// After a connection moved: note the time of any progress, register
+    /// the interest its state calls for (only if it changed: each
+    /// `reregister` is a syscall), count its buffer memory, and make sure a
+    /// timer covers its earliest deadline.
+    fn settle(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let io = &mut conn.io;
+        if io.ready.reads != io.seen_reads {
+            io.seen_reads = io.ready.reads;
+            io.last_read_ms = self.now;
+        }
+        if io.ready.writes != io.seen_writes {
+            io.seen_writes = io.ready.writes;
+            io.last_write_ms = self.now;
+        }
+        let wanted = conn.desired_interest();
+        if conn.io.registered != Some(wanted) {
+            trace!(
+                "connection {key}: interest {:?} -> {wanted:?}",
+                conn.io.registered
+            );
+            match self
+                .poll
+                .registry()
+                .reregister(&mut conn.io.socket, conn.io.id.token(), wanted)
+            {
+                Ok(()) => conn.io.registered = Some(wanted),
+                Err(e) => warn!("reregister of connection {key} failed: {e}"),
+            }
+        }
+        let memory = conn.memory();
+        self.stats.buffer_bytes = self.stats.buffer_bytes + memory - conn.io.accounted;
+        conn.io.accounted = memory;
+        self.stats.peak_buffer_bytes = self.stats.peak_buffer_bytes.max(self.stats.buffer_bytes);
+        self.arm_timer(key);
+    }
+
+    fn publish_stats(&mut self) {
+        let Some(shared) = &self.shared_stats else {
+            return;
+        };
+        self.stats.connections = self.conns.len();
+        self.stats.client_connections = self.clients;
+        self.stats.upstream_connections = self.conns.len() - self.clients;
+        self.stats.idle_upstream_connections = self.upstreams.pool.len();
+        self.stats.queued_requests = self.upstreams.waiting.iter().map(VecDeque::len).sum();
+        self.stats.timers = self.timers.len();
+        if let Ok(mut published) = shared.lock() {
+            *published = self.stats;
+        }
+    }
+}
+
+/// Over `max_client_conns`: a best-effort 503 on the new socket, then close.
+/// It is non-blocking and brand new, so the small answer fits its buffer.
+fn refuse_over_limit(mut socket: TcpStream, peer: SocketAddr, limit: usize) {
+    use std::io::Write;
+    let mut answer = Vec::new();
+    write_error_response(503, &[], &mut answer);
+    let _ = socket.write(&answer);
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    warn!("refused {peer}: max_client_conns ({limit}) reached, answered 503");
+}
+
+/// The client connection at `key` (borrowing only the slab, so the rest of
+/// the reactor stays usable).
+fn client_in(conns: &mut Slab<Conn>, key: usize) -> Result<(&mut Io, &mut Client), Gone> {
+    match conns.get_mut(key) {
+        Some(Conn {
+            io,
+            role: Role::Client(client),
+        }) => Ok((io, client)),
+        _ => Err(Gone),
+    }
+}
+
+/// The exchange in flight on client connection `key`.
+fn exchange_in(conns: &mut Slab<Conn>, key: usize) -> Result<&mut Exchange, Gone> {
+    match &mut client_in(conns, key)?.1.phase {
+        ClientPhase::Exchanging(ex) => Ok(ex),
+        _ => Err(Gone),
+    }
+}
+
+/// A proxy running on its own thread; dropped or `shutdown`, it stops.
+pub struct ProxyHandle {
+    local_addr: SocketAddr,
+    stats: Arc<Mutex<Stats>>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl ProxyHandle {
+    /// Where it listens (useful with `"listen": "127.0.0.1:0"`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What the loop holds now (updated by the loop after every turn).
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Stop the loop, close every socket, and wait for the thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!("proxy loop failed: {e}"),
+                Err(_) => error!("proxy loop panicked"),
+            }
+        }
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Bind the listener and run the loop on a new thread (for tests and
+/// embedding: no signal handling, stopped through the handle).
+pub fn start(config: &Config) -> io::Result<ProxyHandle> {
+    let mut reactor = Reactor::bind(config)?;
+    let local_addr = reactor.local_addr();
+    let waker = Arc::new(Waker::new(reactor.poll.registry(), WAKER)?);
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    reactor.shared_stats = Some(stats.clone());
+    let stop = reactor.stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("ferroxy-reactor".into())
+        .spawn(move || reactor.run())?;
+    Ok(ProxyHandle {
+        local_addr,
+        stats,
+        stop,
+        waker,
+        thread: Some(thread),
+    })
+}
+
+/// Bind the listener and run the loop on this thread: the binary's way.
+/// SIGTERM and SIGINT shut down gracefully; SIGHUP re-reads `config_path`.
+pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
+    let mut reactor = Reactor::bind(config)?;
+    reactor.config_path = config_path.map(Path::to_path_buf);
+    reactor.listen_for_signals()?;
+    info!("ferroxy listening on http://{}", reactor.local_addr());
+    reactor.run()
+}

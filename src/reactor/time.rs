@@ -1,0 +1,246 @@
+//! Time in the reactor: which deadline each connection is under, the one
+//! timer per connection that covers it, and what happens when it passes.
+//!
+//! Deadlines are not stored; they are derived from the connection's state
+//! and a few timestamps ([`Reactor::deadline_of`]), so they can never
+//! disagree with the state. A connection keeps at most one timer in the
+//! wheel, for its earliest deadline; see [`crate::timeouts`] for why re-arming
+//! is lazy.
+//!
+//! | phase | deadlines |
+//! | --- | --- |
+//! | new connection, head not complete | `client_header_ms` from accept |
+//! | kept-alive, idle | `keepalive_ms`; from the first byte, `client_header_ms` |
+//! | queued for a connection slot | `connect_ms` from queueing (503) |
+//! | connecting | `connect_ms` (504) |
+//! | waiting for the response head | `total_ms` from the request head (504, or 408 while the client still sends its body) |
+//! | upstream expected to send | `read_ms` since it last did (504 before the head, close after) |
+//! | client sending its body | `read_ms` since it last did (408, or close) |
+//! | either side not taking our bytes | `write_ms` since it last did |
+//! | tunnel | `tunnel_idle_ms` since the last byte either way |
+//! | closing | a short linger, then close |
+//! | idle pooled upstream connection | `keepalive_ms` |
+//!
+//! Lesson: `lessons/10-timers`.
+
+use log::{info, warn};
+
+use super::client::upstream_label;
+use super::{Reactor, exchange_in};
+use crate::conn::{ArmedTimer, ClientPhase, Conn, Role, UpstreamPhase};
+use crate::exchange::ResponseState;
+use crate::timeouts::{Earliest, LINGER_MS, TimeoutKind};
+
+impl Reactor {
+    /// The earliest deadline connection `key` is under now, and its kind.
+    pub(super) fn deadline_of(&self, key: usize) -> Option<(u64, TimeoutKind)> {
+        let t = &self.settings.timeouts;
+        let conn = self.conns.get(key)?;
+        let mut earliest = Earliest::default();
+        let client = match &conn.role {
+            Role::Upstream(up) => {
+                // An active upstream's deadlines are its client's.
+                if up.phase == UpstreamPhase::Idle {
+                    earliest.consider(up.parked_ms + t.keepalive_ms, TimeoutKind::Keepalive);
+                }
+                return earliest.get();
+            }
+            Role::Client(client) => client,
+        };
+        match &client.phase {
+            ClientPhase::ReadingHead => match client.head_started_ms {
+                Some(started) => {
+                    earliest.consider(started + t.client_header_ms, TimeoutKind::ClientHeader)
+                }
+                None if client.served > 0 => {
+                    earliest.consider(client.since_ms + t.keepalive_ms, TimeoutKind::Keepalive)
+                }
+                None => earliest.consider(
+                    client.since_ms + t.client_header_ms,
+                    TimeoutKind::ClientHeader,
+                ),
+            },
+            ClientPhase::Exchanging(ex) => {
+                if let Some(since) = ex.queued_since_ms {
+                    earliest.consider(since + t.connect_ms, TimeoutKind::Queue);
+                }
+                if matches!(ex.response, ResponseState::AwaitingHead) {
+                    earliest.consider(ex.started_ms + t.total_ms, TimeoutKind::Total);
+                }
+                let upstream = ex.upstream.and_then(|k| self.conns.get(k));
+                if let Some(Conn {
+                    io: uio,
+                    role: Role::Upstream(up),
+                }) = upstream
+                {
+                    if up.phase == UpstreamPhase::Connecting {
+                        earliest
+                            .consider(ex.connect_started_ms + t.connect_ms, TimeoutKind::Connect);
+                    } else {
+                        // The upstream owes us bytes once the request is out
+                        // (before that, it may rightly wait for the body).
+                        let expecting = ex.request_complete() || ex.response_started();
+                        if expecting && !up.eof && !up.inbuf.is_full() {
+                            let since = uio.last_read_ms.max(uio.last_write_ms).max(ex.linked_ms);
+                            earliest.consider(since + t.read_ms, TimeoutKind::UpstreamRead);
+                        }
+                        if !uio.ready.writable && ex.request_bytes_waiting() {
+                            let since = uio.last_write_ms.max(ex.linked_ms);
+                            earliest.consider(since + t.write_ms, TimeoutKind::Write);
+                        }
+                    }
+                    let client_owed = !client.out.is_empty() || !up.inbuf.is_empty();
+                    if !conn.io.ready.writable && client_owed {
+                        let since = conn.io.last_write_ms.max(ex.started_ms);
+                        earliest.consider(since + t.write_ms, TimeoutKind::Write);
+                    }
+                }
+                if !ex.request_body_done() && !client.eof && !client.inbuf.is_full() {
+                    let since = conn.io.last_read_ms.max(ex.started_ms);
+                    earliest.consider(since + t.read_ms, TimeoutKind::ClientBody);
+                }
+            }
+            ClientPhase::Tunnel(tunnel) => {
+                let mut last = tunnel
+                    .since_ms
+                    .max(conn.io.last_read_ms)
+                    .max(conn.io.last_write_ms);
+                if let Some(upstream) = self.conns.get(tunnel.upstream) {
+                    last = last
+                        .max(upstream.io.last_read_ms)
+                        .max(upstream.io.last_write_ms);
+                }
+                earliest.consider(last + t.tunnel_idle_ms, TimeoutKind::TunnelIdle);
+            }
+            ClientPhase::Closing(closing) => {
+                if !client.out.is_empty() && !conn.io.ready.writable {
+                    let since = conn.io.last_write_ms.max(closing.since_ms);
+                    earliest.consider(since + t.write_ms, TimeoutKind::Write);
+                }
+                earliest.consider(closing.since_ms + LINGER_MS, TimeoutKind::Linger);
+            }
+        }
+        earliest.get()
+    }
+
+    /// Make sure connection `key` has a timer no later than its earliest
+    /// deadline. Lazy: a timer that is *earlier* than needed stays (it will
+    /// fire, find nothing due, and be set again), so a deadline that keeps
+    /// moving later costs no wheel operation at all.
+    pub(super) fn arm_timer(&mut self, key: usize) {
+        let Some((deadline, _)) = self.deadline_of(key) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(armed) = conn.io.timer {
+            if armed.deadline_ms <= deadline {
+                return;
+            }
+            self.timers.cancel(armed.id);
+        }
+        let id = self.timers.insert(deadline, conn.io.id);
+        conn.io.timer = Some(ArmedTimer {
+            id,
+            deadline_ms: deadline,
+        });
+    }
+
+    /// Fire every timer due by now.
+    pub(super) fn expire_timers(&mut self) {
+        let mut due = Vec::new();
+        self.timers.expire(self.now, |id| due.push(id));
+        for id in due {
+            // The generation check: a timer for a connection that closed
+            // (and whose slot a new connection took) does nothing.
+            if !self.is_current(id) {
+                continue;
+            }
+            self.conns[id.key].io.timer = None;
+            match self.deadline_of(id.key) {
+                Some((at, kind)) if at <= self.now => self.timed_out(id.key, kind),
+                // Moved later since the timer was set: set it again.
+                _ => self.arm_timer(id.key),
+            }
+        }
+    }
+
+    /// A deadline passed: act on it, log it, and let the connection move
+    /// (an answer of ours may now be written).
+    fn timed_out(&mut self, key: usize, kind: TimeoutKind) {
+        let what = kind.config_key();
+        let (peer, role) = match &self.conns[key].role {
+            Role::Client(c) => (c.peer.to_string(), "client"),
+            Role::Upstream(u) => (u.addr.to_string(), "upstream"),
+        };
+        let upstream = exchange_in(&mut self.conns, key)
+            .map(|ex| upstream_label(ex))
+            .unwrap_or_else(|_| "-".to_string());
+        let can_answer = exchange_in(&mut self.conns, key).is_ok_and(|ex| ex.can_answer_error());
+        let sending_body =
+            exchange_in(&mut self.conns, key).is_ok_and(|ex| !ex.request_body_done());
+        let context = format!("{role} connection {key} ({peer}), upstream {upstream}");
+        let outcome = match kind {
+            TimeoutKind::Keepalive => {
+                info!("timeout {what}: closing idle {context}");
+                self.close(key);
+                return;
+            }
+            TimeoutKind::Linger | TimeoutKind::TunnelIdle => {
+                info!("timeout {what}: closing {context}");
+                let upstream = self.linked_upstream(key);
+                if let Some(upstream) = upstream {
+                    self.close(upstream);
+                }
+                self.close(key);
+                return;
+            }
+            TimeoutKind::ClientHeader => {
+                warn!("timeout {what}: request head incomplete, answering 408 on {context}");
+                self.stats.requests += 1;
+                self.answer_and_close(key, 408);
+                Ok(true)
+            }
+            TimeoutKind::Queue => {
+                warn!("timeout {what}: no connection slot freed, answering 503 on {context}");
+                self.fail(key, 503, "queued past connect_ms")
+            }
+            TimeoutKind::Connect => {
+                warn!("timeout {what}: connect did not complete, answering 504 on {context}");
+                self.fail(key, 504, "upstream connect timed out")
+            }
+            TimeoutKind::Total if sending_body => {
+                warn!("timeout {what}: client still sending its body, answering 408 on {context}");
+                self.fail(key, 408, "request body not received within total_ms")
+            }
+            TimeoutKind::Total => {
+                warn!("timeout {what}: no response head, answering 504 on {context}");
+                self.fail(key, 504, "no response head within total_ms")
+            }
+            TimeoutKind::ClientBody if can_answer => {
+                warn!(
+                    "timeout {what}: client stalled sending its body, answering 408 on {context}"
+                );
+                self.fail(key, 408, "client stalled sending its body")
+            }
+            TimeoutKind::UpstreamRead if can_answer => {
+                warn!("timeout {what}: upstream sent nothing, answering 504 on {context}");
+                self.fail(key, 504, "upstream read timed out")
+            }
+            TimeoutKind::Write if can_answer => {
+                warn!(
+                    "timeout {what}: upstream stopped reading the request, answering 504 on {context}"
+                );
+                self.fail(key, 504, "upstream stopped reading the request")
+            }
+            TimeoutKind::ClientBody | TimeoutKind::UpstreamRead | TimeoutKind::Write => {
+                warn!("timeout {what}: response already under way, closing {context}");
+                self.abort(key, &format!("timeout {what}"))
+            }
+        };
+        if outcome.is_ok() {
+            self.drive(key);
+        }
+    }
+}

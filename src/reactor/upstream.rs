@@ -1,0 +1,295 @@
+//! Getting an exchange its upstream connection, and giving it back.
+//!
+//! In order of preference: an idle pooled connection to the chosen upstream;
+//! a new connection, if that upstream is under `max_conns_per_upstream`; the
+//! same for the other upstreams in turn; and when every upstream is at its
+//! limit, a place in the chosen upstream's FIFO queue, served as soon as a
+//! connection closes or goes idle (503 after `connect_ms` of waiting).
+//!
+//! Lessons: `12-keepalive-and-pool`, `10-timers` (the connect timeout).
+
+use std::io::{self, Read};
+
+use log::{debug, info, trace, warn};
+use mio::net::TcpStream;
+
+use super::client::describe;
+use super::{Reactor, Step, client_in, exchange_in};
+use crate::buffer::Buffer;
+use crate::conn::{Conn, Role, Upstream, UpstreamPhase};
+use crate::exchange::Failure;
+
+impl Reactor {
+    /// Give the exchange a connection, preferring upstream `index` (see the
+    /// module doc for the order), or queue it.
+    pub(super) fn assign_upstream(&mut self, key: usize, index: usize) -> Step {
+        let count = self.upstreams.addrs.len();
+        let limit = self.settings.max_conns_per_upstream;
+        for candidate in (0..count).map(|k| (index + k) % count) {
+            if let Some(idle) = self.upstreams.pool.take(candidate) {
+                trace!("connection {key}: reusing idle upstream connection {idle}");
+                exchange_in(&mut self.conns, key)?.upstream_index = candidate;
+                return self.link(key, idle, true);
+            }
+            if self.upstreams.open[candidate] < limit {
+                return self.connect_upstream(key, candidate);
+            }
+        }
+        let now = self.now;
+        let ex = exchange_in(&mut self.conns, key)?;
+        ex.upstream_index = index;
+        ex.queued_since_ms = Some(now);
+        let id = self.conns[key].io.id;
+        self.upstreams.waiting[index].push_back(id);
+        debug!(
+            "connection {key}: every upstream at max_conns_per_upstream ({limit}); queued ({} waiting)",
+            self.upstreams.waiting[index].len()
+        );
+        Ok(false)
+    }
+
+    /// At the end of a turn in which connections closed or went idle: hand
+    /// the freed slots to the queued requests, oldest first.
+    pub(super) fn serve_queues(&mut self) {
+        if !std::mem::take(&mut self.slots_freed) {
+            return;
+        }
+        for index in 0..self.upstreams.waiting.len() {
+            while let Some(&id) = self.upstreams.waiting[index].front() {
+                if !self.is_queued(id) {
+                    // Closed, or timed out, while waiting.
+                    self.upstreams.waiting[index].pop_front();
+                    continue;
+                }
+                let idle = self.upstreams.pool.take(index);
+                let room = self.upstreams.open[index] < self.settings.max_conns_per_upstream;
+                if idle.is_none() && !room {
+                    break;
+                }
+                self.upstreams.waiting[index].pop_front();
+                if let Ok(ex) = exchange_in(&mut self.conns, id.key) {
+                    ex.queued_since_ms = None;
+                    ex.upstream_index = index;
+                }
+                let linked = match idle {
+                    Some(idle) => self.link(id.key, idle, true),
+                    None => self.connect_upstream(id.key, index),
+                };
+                if linked.is_ok() {
+                    self.drive(id.key);
+                }
+            }
+        }
+    }
+
+    /// `id` is a client still waiting in a queue.
+    fn is_queued(&mut self, id: crate::token::ConnId) -> bool {
+        self.is_current(id)
+            && exchange_in(&mut self.conns, id.key)
+                .is_ok_and(|ex| ex.queued_since_ms.is_some() && ex.upstream.is_none())
+    }
+
+    /// Start a non-blocking connect. It completes (or fails) later, when
+    /// the socket reports WRITABLE: see [`Reactor::finish_connect`].
+    pub(super) fn connect_upstream(&mut self, key: usize, index: usize) -> Step {
+        let addr = self.upstreams.addrs[index];
+        let now = self.now;
+        {
+            let ex = exchange_in(&mut self.conns, key)?;
+            ex.upstream_index = index;
+            ex.upstream_addr = Some(addr);
+            ex.connect_started_ms = now;
+        }
+        let socket = match TcpStream::connect(addr) {
+            Ok(socket) => socket,
+            Err(e) => return self.connect_failed(key, &e),
+        };
+        let _ = socket.set_nodelay(true);
+        let upstream = Upstream {
+            index,
+            addr,
+            inbuf: Buffer::with_capacity(self.settings.buffer_bytes),
+            phase: UpstreamPhase::Connecting,
+            client: Some(key),
+            eof: false,
+            requests: 0,
+            parked_ms: now,
+            list_generation: self.upstreams.generation,
+        };
+        match self.insert(socket, Role::Upstream(upstream)) {
+            Ok(upstream_key) => {
+                self.upstreams.open[index] += 1;
+                trace!("connection {key}: connecting to {addr} as connection {upstream_key}");
+                let ex = exchange_in(&mut self.conns, key)?;
+                ex.upstream = Some(upstream_key);
+                ex.reused = false;
+                Ok(true)
+            }
+            Err(e) => self.connect_failed(key, &e),
+        }
+    }
+
+    /// Link an upstream connection (connected or from the pool) to a
+    /// client's exchange and compose the request head for it.
+    pub(super) fn link(&mut self, key: usize, upstream_key: usize, reused: bool) -> Step {
+        let peer = client_in(&mut self.conns, key)?.1.peer;
+        let now = self.now;
+        let Some(Conn {
+            role: Role::Upstream(up),
+            ..
+        }) = self.conns.get_mut(upstream_key)
+        else {
+            return Ok(false);
+        };
+        up.phase = UpstreamPhase::Active;
+        up.client = Some(key);
+        up.requests += 1;
+        let addr = up.addr;
+        let host = &self.upstreams.hosts[up.index];
+        let ex = exchange_in(&mut self.conns, key)?;
+        ex.upstream = Some(upstream_key);
+        ex.upstream_addr = Some(addr);
+        ex.reused = reused;
+        ex.linked_ms = now;
+        ex.compose_request_head(peer.ip(), host);
+        Ok(true)
+    }
+
+    /// Completing a non-blocking connect, the way mio documents it: on
+    /// WRITABLE, `take_error` says whether it failed and `peer_addr` whether
+    /// it is done (`NotConnected`: a spurious wake-up, keep waiting).
+    pub(super) fn finish_connect(&mut self, key: usize) -> Step {
+        let Some(upstream_key) = exchange_in(&mut self.conns, key)?.upstream else {
+            return Ok(false);
+        };
+        let Some(Conn {
+            io,
+            role: Role::Upstream(up),
+        }) = self.conns.get_mut(upstream_key)
+        else {
+            return Ok(false);
+        };
+        if up.phase != UpstreamPhase::Connecting || !(io.ready.writable || io.ready.readable) {
+            return Ok(false);
+        }
+        let result = match io.socket.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => io.socket.peer_addr().map(|_| ()),
+        };
+        match result {
+            Ok(()) => {
+                trace!("connection {key}: connected to {}", up.addr);
+                self.link(key, upstream_key, false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                io.ready.writable = false;
+                io.ready.readable = false;
+                Ok(false)
+            }
+            Err(e) => {
+                self.close(upstream_key);
+                self.connect_failed(key, &e)
+            }
+        }
+    }
+
+    /// A connect failed. Nothing was sent, so any request may move on to
+    /// the next upstream; when every upstream has refused, 502.
+    fn connect_failed(&mut self, key: usize, e: &io::Error) -> Step {
+        let upstream_count = self.upstreams.addrs.len();
+        let ex = exchange_in(&mut self.conns, key)?;
+        let failed = ex.upstream_index;
+        ex.upstream = None;
+        ex.connect_failures += 1;
+        warn!(
+            "connect to upstream {} failed: {e}",
+            super::client::upstream_label(ex)
+        );
+        if ex.connect_failures >= upstream_count {
+            return self.fail(key, 502, "no upstream accepted the connection");
+        }
+        let next = self.upstreams.balancer.after(failed);
+        self.assign_upstream(key, next)
+    }
+
+    /// A reused connection died before answering an idempotent request:
+    /// send it again on a fresh connection, once.
+    pub(super) fn retry(&mut self, key: usize, failure: &Failure) -> Step {
+        let ex = exchange_in(&mut self.conns, key)?;
+        let old = ex.upstream;
+        let index = ex.upstream_index;
+        ex.reset_for_retry();
+        info!(
+            "retrying on a fresh connection: pooled connection failed ({})",
+            describe(failure)
+        );
+        if let Some(old) = old {
+            self.close(old);
+        }
+        if index < self.upstreams.addrs.len() {
+            self.connect_upstream(key, index)
+        } else {
+            // The list changed under a reload: choose afresh.
+            let index = self.upstreams.balancer.pick();
+            self.assign_upstream(key, index)
+        }
+    }
+
+    /// Park a finished upstream connection, or close it.
+    pub(super) fn release_upstream(&mut self, key: usize, reusable: bool) {
+        let now = self.now;
+        let generation = self.upstreams.generation;
+        let draining = self.draining_until.is_some();
+        let Some(Conn {
+            role: Role::Upstream(up),
+            ..
+        }) = self.conns.get_mut(key)
+        else {
+            return;
+        };
+        up.client = None;
+        let clean = up.inbuf.is_empty() && !up.eof;
+        if !up.inbuf.is_empty() {
+            // More bytes than its framing announced: the upstream is
+            // confused, and whatever it sends next cannot be trusted.
+            warn!(
+                "upstream {} sent bytes past the end of its response; connection dropped",
+                up.addr
+            );
+        }
+        if !(reusable && clean) || up.list_generation != generation || draining {
+            self.close(key);
+            return;
+        }
+        up.phase = UpstreamPhase::Idle;
+        up.parked_ms = now;
+        let index = up.index;
+        if let Some(evicted) = self.upstreams.pool.park(index, key) {
+            self.close(evicted);
+        }
+        // A queued request may take it at the end of this turn.
+        self.slots_freed = true;
+        self.settle(key);
+    }
+
+    /// An event on an idle pooled connection: the upstream closed it or
+    /// sent something unasked. Either way it must not carry a request.
+    /// A spurious event reads `WouldBlock` and changes nothing.
+    pub(super) fn check_idle(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut probe = [0u8; 1];
+        match conn.io.socket.read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.io.ready.readable = false,
+            Ok(0) => {
+                debug!("idle upstream connection {key} closed by the upstream");
+                self.close(key);
+            }
+            _ => {
+                debug!("idle upstream connection {key} sent bytes or failed; dropped");
+                self.close(key);
+            }
+        }
+    }
+}
