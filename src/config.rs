@@ -5,9 +5,16 @@
 //! file gives one line: `error: <what>, <where>` (see [`ConfigError`]).
 //!
 //! Where it sits: read once at start (and again on reload, later); the
-//! reactor only ever sees a validated [`Config`].
+//! reactor only ever sees a validated [`Config`]. Reading happens in two
+//! passes, form (serde: syntax, names, types) then meaning
+//! ([`Config::parse`] explains), and both report in the same shape.
+//! Lesson 14 (the whole proxy: startup, reload) is where this file is read.
+//!
+//! What it does not do: open sockets or keep resolved addresses. Hosts are
+//! resolved when asked ([`Config::upstream_addrs`]), so a `Config` stays
+//! plain data that a test can build from a string.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -115,35 +122,277 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Read, parse and validate a file.
+    ///
+    /// Errors name the file as given on the command line, so the user sees
+    /// the same spelling they typed.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let _ = path;
-        todo!()
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            what: format!("cannot read the config file ({err})"),
+            location: origin.clone(),
+        })?;
+        Config::parse(&text, &origin)
     }
 
     /// Parse and validate JSON text; `origin` names it in errors.
+    ///
+    /// Two passes, one error shape. First serde checks the *form*: JSON
+    /// syntax, field names, types, ranges a type already implies (a port
+    /// is a `u16`). Then [`Config::validate`] checks the *meaning*: the
+    /// address parses, hosts resolve, numbers are usable.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let _ = (text, origin);
-        todo!()
+        let mut json = serde_json::Deserializer::from_str(text);
+        // serde alone reports "invalid type ... at line 4 column 30" but not
+        // *which* field; serde_path_to_error tracks the path while
+        // deserializing so the message can say `timeouts.connect_ms`.
+        let config: Config =
+            serde_path_to_error::deserialize(&mut json).map_err(|err| form_error(&err, origin))?;
+        // `from_str` stops after the first complete value; `end` refuses
+        // anything but whitespace after it (e.g. two objects pasted together).
+        json.end().map_err(|err| ConfigError {
+            what: strip_position(&err),
+            location: position(origin, &err),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
     }
 
     /// The listen address, parsed (validation guarantees it parses).
+    ///
+    /// # Panics
+    /// On a `Config` that did not come through [`Config::parse`] or
+    /// [`Config::load`] and has a malformed `listen`.
     pub fn listen_addr(&self) -> SocketAddr {
-        todo!()
+        match self.listen.parse() {
+            Ok(addr) => addr,
+            Err(err) => panic!(
+                "listen {:?} is not an address ({err}): config not validated",
+                self.listen
+            ),
+        }
     }
 
     /// Upstream addresses resolved, in config order (validation guarantees
     /// each resolves).
+    ///
+    /// Resolved on every call rather than stored: it happens at startup
+    /// and on reload only, and an IP literal never touches DNS. When a
+    /// name has several addresses the first is used, as the OS resolver
+    /// orders them (nginx would balance over all of them; we keep one
+    /// upstream = one address so the log lines stay easy to follow).
+    ///
+    /// # Panics
+    /// If a host that resolved during validation no longer does (a DNS
+    /// name that vanished between validation and this call).
     pub fn upstream_addrs(&self) -> Vec<SocketAddr> {
-        todo!()
+        self.upstreams
+            .iter()
+            .map(|upstream| match upstream.resolve() {
+                Ok(addr) => addr,
+                Err(reason) => panic!(
+                    "upstream {}:{} no longer resolves ({reason})",
+                    upstream.host, upstream.port
+                ),
+            })
+            .collect()
     }
 
     /// The log level as a `log` filter.
+    ///
+    /// # Panics
+    /// On a `Config` that skipped validation and has an unknown level.
     pub fn log_level(&self) -> log::LevelFilter {
-        todo!()
+        match level_filter(&self.logging.level) {
+            Some(level) => level,
+            None => panic!(
+                "logging.level {:?} is not a level: config not validated",
+                self.logging.level
+            ),
+        }
     }
 
     /// The one-screen summary `--check` prints.
+    ///
+    /// Field names are spelled as in the file, so a reader can go from a
+    /// line here to the key that set it; defaults appear too, because
+    /// "what will it actually do" is the question `--check` answers.
     pub fn summary(&self) -> String {
-        todo!()
+        let t = &self.timeouts;
+        let l = &self.limits;
+        let mut out = String::new();
+        out.push_str(&format!("listen      {}\n", self.listen));
+        out.push_str(&format!("upstreams   {}\n", self.upstreams.len()));
+        for (i, (upstream, addr)) in self.upstreams.iter().zip(self.upstream_addrs()).enumerate() {
+            out.push_str(&format!(
+                "  [{i}] {}:{} -> {addr}\n",
+                upstream.host, upstream.port
+            ));
+        }
+        out.push_str(&format!(
+            "timeouts    connect_ms {}, read_ms {}, write_ms {}, total_ms {}\n",
+            t.connect_ms, t.read_ms, t.write_ms, t.total_ms
+        ));
+        out.push_str(&format!(
+            "            client_header_ms {}, keepalive_ms {}\n",
+            t.client_header_ms, t.keepalive_ms
+        ));
+        out.push_str(&format!(
+            "limits      max_client_conns {}, max_conns_per_upstream {}, max_idle_per_upstream {}\n",
+            l.max_client_conns, l.max_conns_per_upstream, l.max_idle_per_upstream
+        ));
+        out.push_str(&format!(
+            "            max_header_bytes {}, buffer_bytes {}\n",
+            l.max_header_bytes, l.buffer_bytes
+        ));
+        out.push_str(&format!("logging     level {}\n", self.logging.level));
+        out
+    }
+
+    /// The second pass: everything serde's types cannot say.
+    ///
+    /// Stops at the first problem, like a compiler that reports one error
+    /// at a time: a user fixes one line and runs `--check` again.
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let fail = |what: String| ConfigError {
+            what,
+            location: origin.to_string(),
+        };
+
+        if let Err(err) = self.listen.parse::<SocketAddr>() {
+            return Err(fail(format!(
+                "listen: {:?} is not an address like \"127.0.0.1:8080\" ({err})",
+                self.listen
+            )));
+        }
+
+        if self.upstreams.is_empty() {
+            return Err(fail(
+                "upstreams: the list is empty; the proxy needs at least one upstream".to_string(),
+            ));
+        }
+        for (i, upstream) in self.upstreams.iter().enumerate() {
+            // Port 0 means "any free port" when binding; as a destination
+            // it cannot be connected to, so it is always a mistake here.
+            if upstream.port == 0 {
+                return Err(fail(format!(
+                    "upstreams[{i}].port: 0 is not a port an upstream can listen on"
+                )));
+            }
+            if upstream.host.is_empty() {
+                return Err(fail(format!("upstreams[{i}].host: is empty")));
+            }
+            if let Err(reason) = upstream.resolve() {
+                return Err(fail(format!(
+                    "upstreams[{i}].host: {:?} does not resolve ({reason})",
+                    upstream.host
+                )));
+            }
+        }
+
+        // A zero timeout would fire on the very next turn of the loop: no
+        // request could ever succeed, so it is refused rather than obeyed.
+        let t = &self.timeouts;
+        for (name, value) in [
+            ("connect_ms", t.connect_ms),
+            ("read_ms", t.read_ms),
+            ("write_ms", t.write_ms),
+            ("total_ms", t.total_ms),
+            ("client_header_ms", t.client_header_ms),
+            ("keepalive_ms", t.keepalive_ms),
+        ] {
+            if value == 0 {
+                return Err(fail(format!("timeouts.{name}: must be greater than 0")));
+            }
+        }
+
+        let l = &self.limits;
+        for (name, value, least) in [
+            ("max_client_conns", l.max_client_conns, 1),
+            ("max_conns_per_upstream", l.max_conns_per_upstream, 1),
+            // Below 1 KiB a plain browser request head no longer fits, and
+            // buffers that small turn every body into thousands of syscalls.
+            ("max_header_bytes", l.max_header_bytes, 1024),
+            ("buffer_bytes", l.buffer_bytes, 1024),
+        ] {
+            if value < least {
+                return Err(fail(format!(
+                    "limits.{name}: {value} is too small (at least {least})"
+                )));
+            }
+        }
+        // `max_idle_per_upstream` may be 0: that simply turns the pool off.
+
+        if level_filter(&self.logging.level).is_none() {
+            return Err(fail(format!(
+                "logging.level: {:?} is not one of off, error, warn, info, debug, trace",
+                self.logging.level
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl UpstreamConfig {
+    /// The first address `host:port` resolves to. An IP literal is parsed
+    /// without asking DNS; "localhost" comes from /etc/hosts.
+    fn resolve(&self) -> Result<SocketAddr, String> {
+        match (self.host.as_str(), self.port).to_socket_addrs() {
+            Ok(mut addrs) => addrs.next().ok_or_else(|| "no addresses found".to_string()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+/// Only the exact lower-case names: the file is read by people who will
+/// grep for these words, so one spelling is kinder than several.
+fn level_filter(level: &str) -> Option<log::LevelFilter> {
+    use log::LevelFilter;
+    match level {
+        "off" => Some(LevelFilter::Off),
+        "error" => Some(LevelFilter::Error),
+        "warn" => Some(LevelFilter::Warn),
+        "info" => Some(LevelFilter::Info),
+        "debug" => Some(LevelFilter::Debug),
+        "trace" => Some(LevelFilter::Trace),
+        _ => None,
+    }
+}
+
+/// Turn a serde error into ours: the field path leads `what` (unless the
+/// problem is the whole document, e.g. a missing top-level field), the
+/// line and column go to `location`.
+fn form_error(err: &serde_path_to_error::Error<serde_json::Error>, origin: &str) -> ConfigError {
+    let path = err.path().to_string();
+    let message = strip_position(err.inner());
+    // A syntax error has no field to name: the path is wherever the parser
+    // happened to be, which only confuses ("upstreams[1]: expected `,`").
+    let names_a_field = path != "." && !err.inner().is_syntax() && !err.inner().is_eof();
+    ConfigError {
+        what: if names_a_field {
+            format!("{path}: {message}")
+        } else {
+            message
+        },
+        location: position(origin, err.inner()),
+    }
+}
+
+/// serde_json's Display ends in " at line L column C"; we move that to
+/// `location`, so strip it from the message.
+fn strip_position(err: &serde_json::Error) -> String {
+    let full = err.to_string();
+    let suffix = format!(" at line {} column {}", err.line(), err.column());
+    match full.strip_suffix(&suffix) {
+        Some(message) => message.to_string(),
+        None => full,
+    }
+}
+
+fn position(origin: &str, err: &serde_json::Error) -> String {
+    // serde_json reports line 0 for errors not tied to a place in the text.
+    if err.line() == 0 {
+        origin.to_string()
+    } else {
+        format!("{origin} line {} column {}", err.line(), err.column())
     }
 }

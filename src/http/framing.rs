@@ -64,27 +64,81 @@ enum ReaderState {
 }
 
 impl BodyReader {
+    /// A reader for a body framed as `framing` (from the head's `body`).
     pub fn new(framing: BodyFraming) -> Self {
-        let _ = framing;
-        let _ = ReaderState::Empty;
-        todo!()
+        let state = match framing {
+            BodyFraming::Empty => ReaderState::Empty,
+            BodyFraming::Length(remaining) => ReaderState::Length { remaining },
+            BodyFraming::Chunked => ReaderState::Chunked(ChunkedDecoder::new()),
+            BodyFraming::UntilClose => ReaderState::UntilClose { closed: false },
+        };
+        BodyReader { state }
     }
 
     /// Classify the next run of `input` (the bytes that follow what earlier
     /// steps reported).
+    ///
+    /// `NeedMore` only when `input` is empty (or, for chunked, nothing in it
+    /// can be classified yet). After `Done` every call answers `Done` and
+    /// never looks at `input`: those bytes are the next pipelined message.
     pub fn step(&mut self, input: &[u8]) -> Result<Step, FramingError> {
-        let _ = input;
-        todo!()
+        match &mut self.state {
+            ReaderState::Empty => Ok(Step::Done),
+            ReaderState::Length { remaining } => {
+                if *remaining == 0 {
+                    return Ok(Step::Done);
+                }
+                if input.is_empty() {
+                    return Ok(Step::NeedMore);
+                }
+                let n = clamp_to_input(*remaining, input.len());
+                // n <= remaining by construction, so this cannot underflow.
+                *remaining -= n as u64;
+                Ok(Step::Data(n))
+            }
+            ReaderState::Chunked(decoder) => decoder.step(input),
+            ReaderState::UntilClose { closed: true } => Ok(Step::Done),
+            ReaderState::UntilClose { closed: false } => {
+                if input.is_empty() {
+                    Ok(Step::NeedMore)
+                } else {
+                    Ok(Step::Data(input.len()))
+                }
+            }
+        }
     }
 
     /// The sender closed. `Ok` when that ends the body cleanly (UntilClose,
     /// or already done), `Err(Truncated)` otherwise.
+    ///
+    /// Call it only after every buffered byte has been stepped through: for
+    /// a close-delimited body the close *is* the end, so bytes still waiting
+    /// in the buffer would be lost from the body if the reader said `Done`
+    /// first.
     pub fn finish_at_eof(&mut self) -> Result<(), FramingError> {
-        todo!()
+        if let ReaderState::UntilClose { closed } = &mut self.state {
+            *closed = true;
+        }
+        if self.is_done() {
+            Ok(())
+        } else {
+            Err(FramingError::Truncated)
+        }
     }
 
     /// The body is complete (`step` would return `Done`).
     pub fn is_done(&self) -> bool {
-        todo!()
+        match &self.state {
+            ReaderState::Empty => true,
+            ReaderState::Length { remaining } => *remaining == 0,
+            ReaderState::Chunked(decoder) => decoder.is_done(),
+            ReaderState::UntilClose { closed } => *closed,
+        }
     }
+}
+
+/// `min(remaining, available)` across u64 and usize without truncating a
+/// large `remaining` on a 32-bit target.
+pub(crate) fn clamp_to_input(remaining: u64, available: usize) -> usize {
+    usize::try_from(remaining).map_or(available, |r| r.min(available))
 }

@@ -1,0 +1,309 @@
+//! Connections: one slab entry per socket, and the byte pumps that move data
+//! through them.
+//!
+//! A [`Conn`] is a socket ([`Io`]) plus its role: a [`Client`] (accepted from
+//! the listener) or an [`Upstream`] (opened by the proxy). A client serving a
+//! request and the upstream connection serving it name each other by slab
+//! key. An idle pooled upstream connection is simply an `Upstream` in the
+//! [`UpstreamPhase::Idle`] phase with no client.
+//!
+//! Readiness is kept here, not asked of the kernel. mio on Linux is
+//! edge-triggered: an event says "something changed", once. So `readable` and
+//! `writable` are set by events and cleared only when the socket says
+//! `WouldBlock` (or a short read/write proves it drained). Until then the
+//! reactor may keep going without waiting for another event, which is what
+//! lets a transfer resume the moment backpressure lifts
+//! (lesson `04-edge-triggered`).
+//!
+//! The pumps ([`read_into`], [`write_two`]) take any `Read`/`Write`, so a
+//! test can script `Ok(3)`, `WouldBlock`, `Ok(0)` and short writes.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+
+use mio::Interest;
+use mio::net::TcpStream;
+
+use crate::buffer::Buffer;
+use crate::exchange::Exchange;
+use crate::token::ConnId;
+
+/// One socket the loop owns.
+pub struct Conn {
+    pub io: Io,
+    pub role: Role,
+}
+
+/// The socket and what we know about it.
+pub struct Io {
+    pub socket: TcpStream,
+    pub id: ConnId,
+    /// What the socket is registered for right now (`None`: not registered).
+    /// Cached so `reregister`, an `epoll_ctl` syscall, runs only on a change.
+    pub registered: Option<Interest>,
+    /// The last event said readable and no read has hit `WouldBlock` since.
+    pub readable: bool,
+    /// Same for writes.
+    pub writable: bool,
+    /// Buffer bytes this connection was last counted as holding
+    /// (see `Reactor::account`).
+    pub accounted: usize,
+}
+
+pub enum Role {
+    Client(Client),
+    Upstream(Upstream),
+}
+
+/// A connection accepted from a client.
+pub struct Client {
+    pub peer: SocketAddr,
+    /// Bytes read from the client not yet sent upstream: the request head
+    /// while it arrives, then body bytes, then any pipelined requests.
+    pub inbuf: Buffer,
+    /// Bytes the proxy itself writes to the client ahead of body bytes:
+    /// a rewritten response head, a relayed 1xx, or an error response.
+    pub out: Outbox,
+    /// The client sent FIN: it will send nothing more.
+    pub eof: bool,
+    pub phase: ClientPhase,
+}
+
+/// What a client connection is waiting for.
+pub enum ClientPhase {
+    /// Waiting for a complete request head (new or kept-alive connection).
+    ReadingHead,
+    /// A request is in flight; see [`Exchange`].
+    Exchanging(Box<Exchange>),
+    /// After a `101 Switching Protocols`: raw bytes both ways.
+    Tunnel(Tunnel),
+    /// Writing a last answer (`out`), then closing gracefully.
+    Closing(Closing),
+}
+
+/// A byte tunnel between a client and an upstream (WebSocket, ...).
+pub struct Tunnel {
+    pub upstream: usize,
+    /// FIN already passed on to the upstream / the client.
+    pub upstream_shut: bool,
+    pub client_shut: bool,
+}
+
+/// Closing after a final answer.
+///
+/// Closing a socket that still has unread bytes makes the kernel send RST,
+/// and an RST can reach the client before it has read our answer, which it
+/// then never sees. So, like nginx's lingering close: write the answer, send
+/// FIN (`shutdown(Write)`), and read and discard until the client closes too.
+pub struct Closing {
+    pub fin_sent: bool,
+    /// Bytes discarded so far; past `LINGER_LIMIT` we stop being polite.
+    pub discarded: usize,
+}
+
+/// A connection the proxy opened to an upstream.
+pub struct Upstream {
+    /// Index into the config's upstream list.
+    pub index: usize,
+    pub addr: SocketAddr,
+    /// Bytes read from the upstream not yet written to the client.
+    pub inbuf: Buffer,
+    pub phase: UpstreamPhase,
+    /// The client this connection serves (`None` while idle).
+    pub client: Option<usize>,
+    /// The upstream sent FIN.
+    pub eof: bool,
+    /// Requests this connection has carried (more than one: it was reused).
+    pub requests: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamPhase {
+    /// Non-blocking connect in progress: waiting for WRITABLE.
+    Connecting,
+    /// Connected, carrying a request.
+    Active,
+    /// Parked in the idle pool.
+    Idle,
+}
+
+impl Conn {
+    /// Buffer memory this connection holds, for the budget accounting.
+    pub fn memory(&self) -> usize {
+        match &self.role {
+            Role::Client(c) => {
+                let exchange = match &c.phase {
+                    ClientPhase::Exchanging(ex) => ex.memory(),
+                    _ => 0,
+                };
+                c.inbuf.capacity() + c.out.capacity() + exchange
+            }
+            Role::Upstream(u) => u.inbuf.capacity(),
+        }
+    }
+
+    /// The interest this connection should be registered with now.
+    ///
+    /// WRITABLE is always on: edge-triggered, it costs nothing until a write
+    /// has filled the socket buffer (the kernel only signals "writable again"
+    /// after that), and keeping it on means a slow reader never needs an
+    /// `epoll_ctl`. READABLE is dropped when there is nowhere to put the
+    /// bytes: that is backpressure (lesson `09-backpressure`).
+    pub fn desired_interest(&self) -> Interest {
+        let wants_read = match &self.role {
+            Role::Client(c) => !c.eof && !c.inbuf.is_full(),
+            Role::Upstream(u) => !u.eof && !u.inbuf.is_full(),
+        };
+        if wants_read {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::WRITABLE
+        }
+    }
+}
+
+/// Bytes the proxy composed itself (a head, an error answer), written out
+/// ahead of any body bytes and possibly over several partial writes.
+#[derive(Default)]
+pub struct Outbox {
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+impl Outbox {
+    /// What is still to be written.
+    pub fn pending(&self) -> &[u8] {
+        &self.bytes[self.sent..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sent == self.bytes.len()
+    }
+
+    /// The buffer to compose into (appends after what is pending).
+    pub fn compose(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// `n` bytes were written. Of a write of `out.pending()` followed by
+    /// body bytes, returns how many of the `n` were body bytes.
+    pub fn advance(&mut self, n: usize) -> usize {
+        let mine = n.min(self.bytes.len() - self.sent);
+        self.sent += mine;
+        if self.sent == self.bytes.len() {
+            // Keep the allocation: the next head on this connection reuses it.
+            self.bytes.clear();
+            self.sent = 0;
+        }
+        n - mine
+    }
+
+    /// Drop what is pending (the peer is gone, or a retry will recompose).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.sent = 0;
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+}
+
+/// What one read did.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    Data(usize),
+    /// The peer sent FIN.
+    Eof,
+    /// Nothing to read now (or no room to read into).
+    Blocked,
+    Failed(io::Error),
+}
+
+/// Read once from `socket` into `buf`, keeping `readable` true while the
+/// socket may still hold bytes.
+pub fn read_into<S: Read>(socket: &mut S, readable: &mut bool, buf: &mut Buffer) -> ReadOutcome {
+    if !*readable || buf.is_full() {
+        return ReadOutcome::Blocked;
+    }
+    let asked = buf.space();
+    loop {
+        return match buf.read_from(socket) {
+            Ok(0) => {
+                // EOF: no further read can return anything else, and no
+                // further edge will come to say so.
+                *readable = false;
+                ReadOutcome::Eof
+            }
+            Ok(n) => {
+                // A stream socket that returns fewer bytes than asked has
+                // just been emptied: a read now would only say WouldBlock.
+                // Any byte that arrives later raises a new edge.
+                if n < asked {
+                    *readable = false;
+                }
+                ReadOutcome::Data(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                ReadOutcome::Blocked
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                *readable = false;
+                ReadOutcome::Failed(e)
+            }
+        };
+    }
+}
+
+/// What one write did.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    Wrote(usize),
+    Blocked,
+    Failed(io::Error),
+}
+
+/// Write `first` then `second` in one `writev` (a response head and the
+/// first body bytes leave in one syscall and, with `TCP_NODELAY`, one
+/// segment). Clears `writable` when the socket buffer fills.
+pub fn write_two<S: Write>(
+    socket: &mut S,
+    writable: &mut bool,
+    first: &[u8],
+    second: &[u8],
+) -> WriteOutcome {
+    let total = first.len() + second.len();
+    if total == 0 || !*writable {
+        return WriteOutcome::Blocked;
+    }
+    loop {
+        let result = if first.is_empty() {
+            socket.write(second)
+        } else if second.is_empty() {
+            socket.write(first)
+        } else {
+            socket.write_vectored(&[IoSlice::new(first), IoSlice::new(second)])
+        };
+        return match result {
+            Ok(n) => {
+                // A short write means the send buffer is full; the kernel
+                // will raise WRITABLE when it drains.
+                if n < total {
+                    *writable = false;
+                }
+                WriteOutcome::Wrote(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *writable = false;
+                WriteOutcome::Blocked
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                *writable = false;
+                WriteOutcome::Failed(e)
+            }
+        };
+    }
+}

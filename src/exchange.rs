@@ -1,0 +1,431 @@
+//! One exchange: a request and its response, from the parsed request head to
+//! the last response byte.
+//!
+//! The client connection holds an [`Exchange`] while a request is in flight.
+//! Both directions run at once, because either may block on the other: the
+//! request body flows client -> upstream ([`Exchange::forward_request`])
+//! while the response flows upstream -> client
+//! ([`Exchange::forward_response`]). Each call moves what it can and returns;
+//! it never waits. When it cannot go on it returns a [`Failure`], and the
+//! reactor decides what that means (a retry, a 502, or a closed connection),
+//! because only the reactor can open sockets or close them.
+//!
+//! Written with async/await, this would be one function:
+//!
+//! ```text
+//! let upstream = connect().await;  write(head).await;  copy(body).await;
+//! let resp = read_head().await;    write(resp).await;  copy(resp_body).await;
+//! ```
+//!
+//! Here every `.await` is a state ([`ResponseState`], the request body's
+//! [`BodyReader`]) that a readiness event resumes (lesson
+//! `05-state-machines`).
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::buffer::Buffer;
+use crate::conn::{Outbox, WriteOutcome, write_two};
+use crate::http::framing::{BodyFraming, BodyReader, FramingError, Step};
+use crate::http::head::{HeadLimits, RequestHead, Version, parse_response};
+use crate::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
+
+/// Where the response is.
+#[derive(Debug)]
+pub enum ResponseState {
+    /// Waiting for the upstream's (final) response head.
+    AwaitingHead,
+    /// Relaying the body. `pending` bytes at the front of the upstream
+    /// buffer are classified and not yet written; with `dechunk`, chunk
+    /// framing is dropped instead of relayed (HTTP/1.0 client).
+    Body {
+        reader: BodyReader,
+        pending: usize,
+        dechunk: bool,
+    },
+    /// A `101 Switching Protocols` is being relayed; once it is out, the
+    /// connection becomes a tunnel.
+    Switching,
+    /// Every response byte reached the client.
+    Complete,
+}
+
+/// Why an exchange cannot go on; the reactor decides what to do about it.
+#[derive(Debug)]
+pub enum Failure {
+    /// The request body's chunked framing is broken (400).
+    BadRequestBody(FramingError),
+    /// Writing to the upstream failed (it closed or reset).
+    UpstreamWrite(io::Error),
+    /// Reading from the upstream failed.
+    UpstreamRead(io::Error),
+    /// The upstream closed without sending a byte of response.
+    UpstreamClosedEarly,
+    /// The upstream's response head is unusable (502).
+    BadResponse(&'static str),
+    /// The upstream's body ended before its framing said it would.
+    UpstreamTruncated,
+    /// Writing to the client failed (it closed or reset).
+    ClientWrite(io::Error),
+}
+
+/// A request in flight and everything needed to finish, retry or log it.
+pub struct Exchange {
+    pub started: Instant,
+    pub request: RequestHead,
+    /// Slab key of the upstream connection serving it, once there is one.
+    pub upstream: Option<usize>,
+    /// Index of the chosen upstream in the config.
+    pub upstream_index: usize,
+    /// The upstream connection came from the idle pool.
+    pub reused: bool,
+    /// Upstreams that refused the connection so far.
+    pub connect_failures: usize,
+    /// Already retried once on a fresh connection.
+    pub retried: bool,
+    /// The request head as it goes upstream.
+    pub request_head: Outbox,
+    request_body: BodyReader,
+    /// Classified request bytes at the front of the client buffer, not yet
+    /// written upstream.
+    request_pending: usize,
+    /// The upstream stopped accepting the request body after it answered:
+    /// the rest is not sent, and both connections close afterwards.
+    request_abandoned: bool,
+    /// Request bytes (head excluded) written upstream.
+    pub request_body_bytes: u64,
+    pub response: ResponseState,
+    /// The final status sent to the client (or 0 before there is one).
+    pub status: u16,
+    /// Bytes written to the client: heads and body.
+    pub response_bytes: u64,
+    /// The client connection closes after this response.
+    pub close_client: bool,
+    /// The upstream connection may go back to the pool afterwards.
+    pub upstream_reusable: bool,
+}
+
+impl Exchange {
+    pub fn new(request: RequestHead, upstream_index: usize, started: Instant) -> Exchange {
+        let request_body = BodyReader::new(request.body);
+        let close_client = !request.keep_alive;
+        Exchange {
+            started,
+            request,
+            upstream: None,
+            upstream_index,
+            reused: false,
+            connect_failures: 0,
+            retried: false,
+            request_head: Outbox::default(),
+            request_body,
+            request_pending: 0,
+            request_abandoned: false,
+            request_body_bytes: 0,
+            response: ResponseState::AwaitingHead,
+            status: 0,
+            response_bytes: 0,
+            close_client,
+            upstream_reusable: false,
+        }
+    }
+
+    /// Heap bytes this exchange holds beyond the connection's buffers.
+    pub fn memory(&self) -> usize {
+        self.request_head.capacity()
+    }
+
+    /// Compose the request head for the upstream connection just linked.
+    /// Called again on a retry: nothing of the old attempt is kept.
+    pub fn compose_request_head(&mut self, client_ip: IpAddr, default_host: &str) {
+        self.request_head.clear();
+        let ctx = ForwardContext {
+            client_ip,
+            proto: "http",
+            default_host,
+        };
+        write_request_head(&self.request, &ctx, self.request_head.compose());
+    }
+
+    /// Every request byte has been sent upstream (or classified as done).
+    pub fn request_complete(&self) -> bool {
+        self.request_body.is_done() && self.request_pending == 0
+    }
+
+    /// The client has nothing more to send for this request: its bytes are
+    /// all classified, so any further bytes belong to the next request.
+    pub fn request_body_done(&self) -> bool {
+        self.request_body.is_done()
+    }
+
+    /// Nothing of the response has reached the client and no final head has
+    /// been composed: the proxy can still answer with an error of its own.
+    pub fn can_answer_error(&self) -> bool {
+        matches!(self.response, ResponseState::AwaitingHead)
+    }
+
+    /// The contract's retry rule: a *reused* connection that failed before
+    /// any response byte, for an idempotent request whose body (if any) has
+    /// not started, is retried once on a fresh connection. Anything else
+    /// might run twice upstream.
+    pub fn can_retry(&self) -> bool {
+        self.reused
+            && !self.retried
+            && self.request.is_idempotent()
+            && self.request_body_bytes == 0
+            && self.response_bytes == 0
+            && matches!(self.response, ResponseState::AwaitingHead)
+    }
+
+    /// Forget the failed connection's progress before a retry.
+    pub fn reset_for_retry(&mut self) {
+        self.retried = true;
+        self.reused = false;
+        self.upstream = None;
+        self.request_head.clear();
+    }
+
+    /// Move request bytes from `client_in` to the upstream: what remains of
+    /// the head, then body bytes as the framing classifies them. Stops at
+    /// the end of this request's body: bytes after it belong to the next
+    /// (pipelined) request and stay in `client_in`.
+    pub fn forward_request<W: Write>(
+        &mut self,
+        client_in: &mut Buffer,
+        upstream: &mut W,
+        upstream_writable: &mut bool,
+    ) -> Result<bool, Failure> {
+        let mut progress = false;
+        while !self.request_abandoned {
+            if self.request_pending == 0 && !self.request_body.is_done() {
+                match self.request_body.step(client_in.filled()) {
+                    Ok(Step::Data(n)) | Ok(Step::Framing(n)) => self.request_pending = n,
+                    Ok(Step::NeedMore) | Ok(Step::Done) => {}
+                    Err(e) => return Err(Failure::BadRequestBody(e)),
+                }
+            }
+            let body = &client_in.filled()[..self.request_pending];
+            let head = self.request_head.pending();
+            if head.is_empty() && body.is_empty() {
+                break;
+            }
+            match write_two(upstream, upstream_writable, head, body) {
+                WriteOutcome::Wrote(n) => {
+                    let body_written = self.request_head.advance(n);
+                    client_in.consume(body_written);
+                    self.request_pending -= body_written;
+                    self.request_body_bytes += body_written as u64;
+                    progress = true;
+                }
+                WriteOutcome::Blocked => break,
+                WriteOutcome::Failed(e) => {
+                    if matches!(self.response, ResponseState::AwaitingHead) {
+                        return Err(Failure::UpstreamWrite(e));
+                    }
+                    // The upstream already answered and stopped reading
+                    // (allowed: RFC 9112 section 9.3). Relay its answer,
+                    // then close both sides.
+                    self.abandon_request();
+                    progress = true;
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    fn abandon_request(&mut self) {
+        self.request_abandoned = true;
+        self.request_pending = 0;
+        self.close_client = true;
+        self.upstream_reusable = false;
+    }
+
+    /// Move response bytes from `upstream_in` to the client: parse the head,
+    /// relay 1xx, compose the client's head, then relay the body as its
+    /// framing says. `upstream_eof`: the upstream has sent FIN.
+    pub fn forward_response<W: Write>(
+        &mut self,
+        upstream_in: &mut Buffer,
+        upstream_eof: bool,
+        client: &mut W,
+        client_writable: &mut bool,
+        out: &mut Outbox,
+    ) -> Result<bool, Failure> {
+        let mut progress = false;
+        loop {
+            let moved = match self.response {
+                ResponseState::AwaitingHead => {
+                    self.take_response_head(upstream_in, upstream_eof, out)?
+                }
+                ResponseState::Body { .. } => {
+                    self.relay_body(upstream_in, upstream_eof, client, client_writable, out)?
+                }
+                ResponseState::Switching | ResponseState::Complete => false,
+            };
+            // Heads composed into `out` (a relayed 1xx, the 101) go out here.
+            let flushed = self.flush(client, client_writable, out)?;
+            if !moved && !flushed {
+                return Ok(progress);
+            }
+            progress = true;
+        }
+    }
+
+    fn flush<W: Write>(
+        &mut self,
+        client: &mut W,
+        writable: &mut bool,
+        out: &mut Outbox,
+    ) -> Result<bool, Failure> {
+        if out.is_empty() || matches!(self.response, ResponseState::Body { .. }) {
+            // In the body phase the head leaves together with body bytes.
+            return Ok(false);
+        }
+        match write_two(client, writable, out.pending(), &[]) {
+            WriteOutcome::Wrote(n) => {
+                out.advance(n);
+                self.response_bytes += n as u64;
+                Ok(true)
+            }
+            WriteOutcome::Blocked => Ok(false),
+            WriteOutcome::Failed(e) => Err(Failure::ClientWrite(e)),
+        }
+    }
+
+    fn take_response_head(
+        &mut self,
+        upstream_in: &mut Buffer,
+        upstream_eof: bool,
+        out: &mut Outbox,
+    ) -> Result<bool, Failure> {
+        let limits = HeadLimits {
+            // A response head must fit in the upstream buffer.
+            max_head_bytes: upstream_in.capacity(),
+            ..HeadLimits::default()
+        };
+        let head = match parse_response(upstream_in.filled(), self.request.is_head(), &limits) {
+            Ok(Some(head)) => head,
+            Ok(None) if upstream_eof && upstream_in.is_empty() && self.response_bytes == 0 => {
+                return Err(Failure::UpstreamClosedEarly);
+            }
+            Ok(None) if upstream_eof => {
+                return Err(Failure::BadResponse(
+                    "upstream closed before its response head was complete",
+                ));
+            }
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(Failure::BadResponse(e.describe())),
+        };
+        upstream_in.consume(head.len);
+        let client_version = self.request.version;
+        if head.status == 101 {
+            // Only a tunnel the client asked for: anything else would let the
+            // upstream turn a request into a raw pipe the client never wanted.
+            if self.request.upgrade.is_none() {
+                return Err(Failure::BadResponse(
+                    "101 Switching Protocols without an upgrade request",
+                ));
+            }
+            let side = ClientSide {
+                version: client_version,
+                keep_alive: true,
+                dechunk: false,
+            };
+            write_response_head(&head, &side, out.compose());
+            self.status = 101;
+            self.response = ResponseState::Switching;
+        } else if head.is_informational() {
+            // 100 Continue and friends: an HTTP/1.0 client does not know
+            // them (RFC 9110 section 15.2), so it never sees one.
+            if client_version == Version::Http11 {
+                let side = ClientSide {
+                    version: client_version,
+                    keep_alive: true,
+                    dechunk: false,
+                };
+                write_response_head(&head, &side, out.compose());
+            }
+        } else {
+            let request_done = self.request_complete();
+            let dechunk = head.body == BodyFraming::Chunked && client_version == Version::Http10;
+            // The client connection stays open only if both sides know where
+            // this response ends and the request has been read to its end.
+            self.close_client |= !request_done || head.body == BodyFraming::UntilClose || dechunk;
+            self.upstream_reusable = head.keep_alive && request_done && !self.request_abandoned;
+            let side = ClientSide {
+                version: client_version,
+                keep_alive: !self.close_client,
+                dechunk,
+            };
+            write_response_head(&head, &side, out.compose());
+            self.status = head.status;
+            self.response = ResponseState::Body {
+                reader: BodyReader::new(head.body),
+                pending: 0,
+                dechunk,
+            };
+        }
+        Ok(true)
+    }
+
+    fn relay_body<W: Write>(
+        &mut self,
+        upstream_in: &mut Buffer,
+        upstream_eof: bool,
+        client: &mut W,
+        client_writable: &mut bool,
+        out: &mut Outbox,
+    ) -> Result<bool, Failure> {
+        let ResponseState::Body {
+            reader,
+            pending,
+            dechunk,
+        } = &mut self.response
+        else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        loop {
+            if *pending == 0 && !reader.is_done() {
+                match reader.step(upstream_in.filled()) {
+                    Ok(Step::Data(n)) => *pending = n,
+                    Ok(Step::Framing(n)) if *dechunk => {
+                        upstream_in.consume(n);
+                        progress = true;
+                        continue;
+                    }
+                    Ok(Step::Framing(n)) => *pending = n,
+                    Ok(Step::NeedMore) if upstream_eof => {
+                        // Close-delimited bodies end here; others are cut short.
+                        reader
+                            .finish_at_eof()
+                            .map_err(|_| Failure::UpstreamTruncated)?;
+                        continue;
+                    }
+                    Ok(Step::NeedMore) | Ok(Step::Done) => {}
+                    Err(_) => return Err(Failure::UpstreamTruncated),
+                }
+            }
+            let body = &upstream_in.filled()[..*pending];
+            if out.is_empty() && body.is_empty() {
+                if reader.is_done() {
+                    self.response = ResponseState::Complete;
+                    return Ok(true);
+                }
+                return Ok(progress);
+            }
+            match write_two(client, client_writable, out.pending(), body) {
+                WriteOutcome::Wrote(n) => {
+                    let body_written = out.advance(n);
+                    upstream_in.consume(body_written);
+                    *pending -= body_written;
+                    self.response_bytes += n as u64;
+                    progress = true;
+                }
+                WriteOutcome::Blocked => return Ok(progress),
+                WriteOutcome::Failed(e) => return Err(Failure::ClientWrite(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Stories about [`ferroxy::buffer::Buffer`]: partial reads, partial writes
+//! and a capacity that never grows. The reader and writer here are scripted,
+//! so each story is exact and needs no socket.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+
+use ferroxy::buffer::Buffer;
+
+/// A reader that returns whatever the script says next.
+struct ScriptedReader {
+    script: VecDeque<io::Result<Vec<u8>>>,
+}
+
+impl Read for ScriptedReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self.script.pop_front() {
+            None => Ok(0),
+            Some(Err(e)) => Err(e),
+            Some(Ok(mut bytes)) => {
+                let n = bytes.len().min(out.len());
+                out[..n].copy_from_slice(&bytes[..n]);
+                if n < bytes.len() {
+                    // What did not fit stays queued, as in a socket.
+                    self.script.push_front(Ok(bytes.split_off(n)));
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// A writer that accepts at most `accept` bytes per call, then says WouldBlock.
+struct ShortWriter {
+    accept: usize,
+    calls_before_block: usize,
+    written: Vec<u8>,
+}
+
+impl Write for ShortWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.calls_before_block == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.calls_before_block -= 1;
+        let n = bytes.len().min(self.accept);
+        self.written.extend_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes arrive three at a time and leave two at a time: nothing is lost,
+/// nothing is repeated, and the order holds.
+#[test]
+fn partial_reads_and_writes_keep_order() {
+    let mut buf = Buffer::with_capacity(8);
+    let mut src = ScriptedReader {
+        script: VecDeque::from(vec![Ok(b"abc".to_vec()), Ok(b"def".to_vec())]),
+    };
+    let mut dst = ShortWriter {
+        accept: 2,
+        calls_before_block: 100,
+        written: Vec::new(),
+    };
+    assert_eq!(buf.read_from(&mut src).unwrap(), 3);
+    assert_eq!(
+        buf.write_to(&mut dst, usize::MAX).unwrap(),
+        2,
+        "a short write moves 2"
+    );
+    assert_eq!(buf.filled(), b"c", "the unwritten byte waits");
+    assert_eq!(buf.read_from(&mut src).unwrap(), 3);
+    while !buf.is_empty() {
+        buf.write_to(&mut dst, usize::MAX).unwrap();
+    }
+    assert_eq!(dst.written, b"abcdef");
+}
+
+/// A full buffer offers no space; once drained from the front, the next read
+/// slides the tail down and the whole capacity is usable again.
+#[test]
+fn full_buffer_slides_when_drained_from_the_front() {
+    let mut buf = Buffer::with_capacity(4);
+    let mut src = ScriptedReader {
+        script: VecDeque::from(vec![Ok(b"123456".to_vec())]),
+    };
+    assert_eq!(buf.read_from(&mut src).unwrap(), 4);
+    assert!(buf.is_full(), "4 of 4 bytes: full, stop reading the source");
+    assert_eq!(buf.space(), 0);
+    buf.consume(3);
+    assert_eq!(buf.space(), 3, "three bytes left from the front");
+    assert_eq!(buf.read_from(&mut src).unwrap(), 2);
+    assert_eq!(buf.filled(), b"456");
+    assert_eq!(buf.capacity(), 4, "capacity never grows");
+}
+
+/// WouldBlock is passed up untouched: it is the reactor's cue to wait for
+/// the next readiness event, not an error.
+#[test]
+fn would_block_is_returned_to_the_caller() {
+    let mut buf = Buffer::with_capacity(4);
+    let mut src = ScriptedReader {
+        script: VecDeque::from(vec![Err(io::ErrorKind::WouldBlock.into())]),
+    };
+    let err = buf.read_from(&mut src).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    assert!(buf.is_empty());
+
+    buf.read_from(&mut ScriptedReader {
+        script: VecDeque::from(vec![Ok(b"xy".to_vec())]),
+    })
+    .unwrap();
+    let mut blocked = ShortWriter {
+        accept: 10,
+        calls_before_block: 0,
+        written: Vec::new(),
+    };
+    let err = buf.write_to(&mut blocked, usize::MAX).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(
+        buf.filled(),
+        b"xy",
+        "nothing is consumed by a blocked write"
+    );
+}
+
+/// `write_to` never writes past its limit: the reactor uses the limit to
+/// stop exactly at the end of one message's body.
+#[test]
+fn write_limit_stops_at_message_end() {
+    let mut buf = Buffer::with_capacity(16);
+    buf.read_from(&mut ScriptedReader {
+        script: VecDeque::from(vec![Ok(b"bodyNEXT".to_vec())]),
+    })
+    .unwrap();
+    let mut dst = ShortWriter {
+        accept: 100,
+        calls_before_block: 10,
+        written: Vec::new(),
+    };
+    assert_eq!(buf.write_to(&mut dst, 4).unwrap(), 4);
+    assert_eq!(dst.written, b"body");
+    assert_eq!(
+        buf.filled(),
+        b"NEXT",
+        "the next message stays for the parser"
+    );
+}
