@@ -138,7 +138,7 @@ impl Config {
     ///
     /// Two passes, one error shape. First serde checks the *form*: JSON
     /// syntax, field names, types, ranges a type already implies (a port
-    /// is a `u16`). Then [`Config::validate`] checks the *meaning*: the
+    /// is a `u16`). Then `validate` checks the *meaning*: the
     /// address parses, hosts resolve, numbers are usable.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let mut json = serde_json::Deserializer::from_str(text);

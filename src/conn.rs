@@ -45,6 +45,10 @@ pub struct Io {
     pub readable: bool,
     /// Same for writes.
     pub writable: bool,
+    /// An event said the peer has closed its sending side (FIN or RST).
+    /// Then a short read does not mean "drained": the EOF is still to be
+    /// read, and no further edge will come to announce it.
+    pub peer_closed: bool,
     /// Buffer bytes this connection was last counted as holding
     /// (see `Reactor::account`).
     pub accounted: usize,
@@ -221,8 +225,13 @@ pub enum ReadOutcome {
 }
 
 /// Read once from `socket` into `buf`, keeping `readable` true while the
-/// socket may still hold bytes.
-pub fn read_into<S: Read>(socket: &mut S, readable: &mut bool, buf: &mut Buffer) -> ReadOutcome {
+/// socket may still hold bytes (or an EOF, when `peer_closed`).
+pub fn read_into<S: Read>(
+    socket: &mut S,
+    readable: &mut bool,
+    peer_closed: bool,
+    buf: &mut Buffer,
+) -> ReadOutcome {
     if !*readable || buf.is_full() {
         return ReadOutcome::Blocked;
     }
@@ -238,8 +247,9 @@ pub fn read_into<S: Read>(socket: &mut S, readable: &mut bool, buf: &mut Buffer)
             Ok(n) => {
                 // A stream socket that returns fewer bytes than asked has
                 // just been emptied: a read now would only say WouldBlock.
-                // Any byte that arrives later raises a new edge.
-                if n < asked {
+                // Any byte that arrives later raises a new edge. (Not so
+                // the FIN that came with these bytes: see `peer_closed`.)
+                if n < asked && !peer_closed {
                     *readable = false;
                 }
                 ReadOutcome::Data(n)

@@ -1,1 +1,122 @@
-fn main() {}
+//! The `ferroxy` binary: command line -> config -> logger -> loop.
+//!
+//! Deliberately thin: every decision worth testing lives in the library
+//! (`cli::parse_args`, `Config::load`, `reactor::run`); this file only wires
+//! them together and turns failures into an exit status.
+//!
+//! Exit status, as scripts expect from `nginx -t` and friends:
+//! 0 done, 1 bad config or runtime failure, 2 the command line itself was wrong.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use ferroxy::cli::{self, Command, USAGE};
+use ferroxy::config::Config;
+use ferroxy::demo::DemoUpstream;
+
+fn main() -> ExitCode {
+    let command = match cli::parse_args(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+
+    match command {
+        Command::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("ferroxy {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => check(&config),
+        Command::Run { config, demo } => run(&config, demo),
+    }
+}
+
+/// `--check`: the summary on stdout (for a human), the error on stderr as
+/// one line (for a script to grep).
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", config.summary());
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(path: &Path, demo: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(1);
+        }
+    };
+
+    // The logger comes after the config because the config picks its level.
+    // Errors before this point are printed with eprintln, in the same
+    // `error: ...` shape, so a user sees one style either way.
+    if let Err(err) = simple_logger::SimpleLogger::new()
+        .with_level(config.log_level())
+        .init()
+    {
+        eprintln!("error: cannot start the logger ({err})");
+        return ExitCode::from(1);
+    }
+
+    // Held until the loop returns: dropping a DemoUpstream stops it.
+    let _demos = if demo {
+        match start_demos(&config) {
+            Ok(demos) => demos,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+
+    match ferroxy::reactor::run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One demo upstream per configured upstream, named `upstream-1`, ... in
+/// config order, so `X-Upstream` in a response maps back to the file.
+///
+/// Every address is checked before any is started: a demo is a toy with no
+/// limits or authentication, and must never answer anyone but this machine.
+fn start_demos(config: &Config) -> Result<Vec<DemoUpstream>, String> {
+    let addrs = config.upstream_addrs();
+    for (i, addr) in addrs.iter().enumerate() {
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "--demo starts upstreams on loopback addresses only, but upstreams[{i}] is {addr}"
+            ));
+        }
+    }
+    let mut demos = Vec::with_capacity(addrs.len());
+    for (i, addr) in addrs.into_iter().enumerate() {
+        let name = format!("upstream-{}", i + 1);
+        let demo = DemoUpstream::start(addr, &name).map_err(|err| {
+            format!("cannot start demo upstream {name} on {addr} (upstreams[{i}]): {err}")
+        })?;
+        log::info!("demo upstream {name} listening on {}", demo.local_addr());
+        demos.push(demo);
+    }
+    Ok(demos)
+}

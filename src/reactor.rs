@@ -270,6 +270,7 @@ impl Reactor {
                 registered: Some(interest),
                 readable: false,
                 writable: false,
+                peer_closed: false,
                 accounted: 0,
             },
             role,
@@ -319,6 +320,9 @@ impl Reactor {
         // write returns the error or the EOF, which is how we learn of it.
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             conn.io.readable = true;
+        }
+        if event.is_read_closed() || event.is_error() {
+            conn.io.peer_closed = true;
         }
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             conn.io.writable = true;
@@ -455,7 +459,12 @@ impl Reactor {
             self.close(key);
             return Err(Gone);
         }
-        match read_into(&mut io.socket, &mut io.readable, &mut client.inbuf) {
+        match read_into(
+            &mut io.socket,
+            &mut io.readable,
+            io.peer_closed,
+            &mut client.inbuf,
+        ) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 Ok(true)
@@ -539,7 +548,12 @@ impl Reactor {
             progress = true;
         }
         if !client.eof {
-            match read_into(&mut io.socket, &mut io.readable, &mut client.inbuf) {
+            match read_into(
+                &mut io.socket,
+                &mut io.readable,
+                io.peer_closed,
+                &mut client.inbuf,
+            ) {
                 ReadOutcome::Data(n) => {
                     closing.discarded += n;
                     client.inbuf.clear();
@@ -730,7 +744,12 @@ impl Reactor {
         }
 
         if !up.eof {
-            match read_into(&mut uio.socket, &mut uio.readable, &mut up.inbuf) {
+            match read_into(
+                &mut uio.socket,
+                &mut uio.readable,
+                uio.peer_closed,
+                &mut up.inbuf,
+            ) {
                 ReadOutcome::Data(n) => {
                     *budget = budget.saturating_sub(n);
                     progress = true;
@@ -793,7 +812,12 @@ impl Reactor {
         if client.eof {
             return Ok(false);
         }
-        match read_into(&mut io.socket, &mut io.readable, &mut client.inbuf) {
+        match read_into(
+            &mut io.socket,
+            &mut io.readable,
+            io.peer_closed,
+            &mut client.inbuf,
+        ) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 Ok(true)
@@ -885,7 +909,7 @@ impl Reactor {
         if let Ok((_, client)) = client_in(&mut self.conns, key) {
             warn!("closing connection from {}: {why}", client.peer);
         }
-        if matches!(exchange_in(&mut self.conns, key), Ok(_)) {
+        if exchange_in(&mut self.conns, key).is_ok() {
             self.log_exchange(key);
         }
         if let Some(upstream) = upstream {
@@ -1096,7 +1120,7 @@ fn pump(
 ) -> io::Result<bool> {
     let mut progress = false;
     if !*from_eof {
-        match read_into(&mut from.socket, &mut from.readable, buf) {
+        match read_into(&mut from.socket, &mut from.readable, from.peer_closed, buf) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 progress = true;

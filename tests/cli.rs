@@ -2,7 +2,8 @@
 //! no process), then the real binary for what only a process shows: exit
 //! status, and which of stdout and stderr the words go to.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Output};
 
 use ferroxy::cli::{Command, DEFAULT_CONFIG, USAGE, parse_args};
 
@@ -197,5 +198,212 @@ fn usage_lists_every_flag_and_config_field() {
     assert!(
         USAGE.lines().all(|line| line.len() <= 80),
         "USAGE fits an 80-column terminal"
+    );
+}
+
+// ---- the binary ------------------------------------------------------------
+
+/// The seed config shipped with the crate.
+const SEED: &str = include_str!("../config.json");
+
+fn ferroxy(args: &[&str]) -> Output {
+    Process::new(env!("CARGO_BIN_EXE_ferroxy"))
+        .args(args)
+        .output()
+        .expect("the ferroxy binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A scratch directory of this test's own, so parallel tests never share
+/// files; removed when the test ends (also when it fails).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("ferroxy-cli-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a scratch dir");
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write a scratch config");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn path_arg(path: &Path) -> String {
+    format!("--config={}", path.display())
+}
+
+/// Asserts the shape scripts rely on: exit 1, nothing on stdout, exactly one
+/// stderr line `error: ...` that contains `needle`.
+fn assert_config_error(output: &Output, needle: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "exit 1; stderr: {err}");
+    assert_eq!(stdout(output), "", "nothing on stdout");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "exactly one line on stderr: {err:?}"
+    );
+    assert!(err.starts_with("error: "), "starts with `error: `: {err:?}");
+    assert!(err.contains(needle), "names {needle:?}: {err:?}");
+}
+
+/// `--version` prints the crate version on stdout and exits 0.
+#[test]
+fn binary_prints_its_version() {
+    for flag in ["--version", "-V"] {
+        let output = ferroxy(&[flag]);
+        assert!(output.status.success(), "{flag} exits 0");
+        assert_eq!(
+            stdout(&output),
+            format!("ferroxy {}\n", env!("CARGO_PKG_VERSION")),
+            "{flag} output"
+        );
+    }
+}
+
+/// `--help` prints USAGE on stdout and exits 0.
+#[test]
+fn binary_prints_help() {
+    for flag in ["--help", "-h"] {
+        let output = ferroxy(&[flag]);
+        assert!(output.status.success(), "{flag} exits 0");
+        assert_eq!(stdout(&output), USAGE, "{flag} prints USAGE");
+    }
+}
+
+/// `--check` on the shipped seed config: exit 0, a summary on stdout.
+#[test]
+fn binary_checks_the_seed_config() {
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/config.json");
+    let output = ferroxy(&["--check", "--config", seed]);
+    let out = stdout(&output);
+    assert!(
+        output.status.success(),
+        "exit 0; stderr: {}",
+        stderr(&output)
+    );
+    for needle in [
+        "listen      127.0.0.1:8080",
+        "127.0.0.1:9001",
+        "127.0.0.1:9002",
+        "connect_ms 1000",
+        "max_client_conns 1000",
+        "level info",
+    ] {
+        assert!(out.contains(needle), "summary lacks {needle:?}:\n{out}");
+    }
+    assert!(
+        out.ends_with(&format!("{seed}: ok\n")),
+        "ends saying the file is ok:\n{out}"
+    );
+}
+
+/// `--check` on broken files: exit 1 and one `error:` line naming what to fix.
+#[test]
+fn binary_check_reports_bad_files_in_one_line() {
+    let scratch = Scratch::new("bad-files");
+    let cases = [
+        (
+            "port.json",
+            SEED.replacen("9001", "70000", 1),
+            "upstreams[0].port",
+        ),
+        (
+            "type.json",
+            SEED.replacen("\"connect_ms\": 1000", "\"connect_ms\": \"fast\"", 1),
+            "timeouts.connect_ms",
+        ),
+        (
+            "typo.json",
+            SEED.replacen("\"listen\"", "\"listne\"", 1),
+            "listne",
+        ),
+        (
+            "level.json",
+            SEED.replacen("\"info\"", "\"loud\"", 1),
+            "logging.level",
+        ),
+        ("syntax.json", SEED.replacen(",", "", 1), "line 3 column"),
+    ];
+    for (name, text, needle) in cases {
+        let path = scratch.write(name, &text);
+        let output = ferroxy(&["--check", &path_arg(&path)]);
+        assert_config_error(&output, needle);
+        assert!(
+            stderr(&output).contains(&path.display().to_string()),
+            "{name}: the error names the file"
+        );
+    }
+}
+
+/// A config file that is not there is the same kind of error, not a panic.
+#[test]
+fn binary_check_reports_a_missing_file() {
+    let scratch = Scratch::new("missing");
+    let path = scratch.0.join("absent.json");
+    let output = ferroxy(&["--check", &path_arg(&path)]);
+    assert_config_error(&output, "cannot read the config file");
+}
+
+/// Running (not checking) with a bad file stops before the proxy starts,
+/// with the same one line and exit 1.
+#[test]
+fn binary_run_with_a_bad_file_exits_1() {
+    let scratch = Scratch::new("run-bad");
+    let path = scratch.write("bad.json", &SEED.replacen("9002", "0", 1));
+    let output = ferroxy(&[&path_arg(&path)]);
+    assert_config_error(&output, "upstreams[1].port");
+}
+
+/// `--demo` refuses a non-loopback upstream address before starting
+/// anything (0.0.0.0 here: nothing is ever sent anywhere).
+#[test]
+fn binary_demo_refuses_non_loopback_upstreams() {
+    let scratch = Scratch::new("demo-remote");
+    let path = scratch.write(
+        "remote.json",
+        &SEED.replacen(
+            "\"host\": \"127.0.0.1\", \"port\": 9002",
+            "\"host\": \"0.0.0.0\", \"port\": 9002",
+            1,
+        ),
+    );
+    let output = ferroxy(&["--demo", &path_arg(&path)]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "exit 1; stderr: {err}");
+    assert!(
+        err.contains("error: --demo starts upstreams on loopback addresses only")
+            && err.contains("upstreams[1] is 0.0.0.0:9002"),
+        "names the address and the rule: {err}"
+    );
+}
+
+/// A usage mistake exits 2 (not 1: the config was never looked at).
+#[test]
+fn binary_unknown_flag_exits_2() {
+    let output = ferroxy(&["--frobnicate"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "exit 2; stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(
+        err.starts_with("error: unknown option `--frobnicate`") && err.contains("--help"),
+        "names the flag, suggests --help: {err:?}"
     );
 }
