@@ -67,7 +67,7 @@ fn upload_256_mib_in_bounded_memory() {
         let len = (BODY - sent).min(PATTERN_CHUNK as u64) as usize;
         client.send(pattern(sent, len));
         sent += len as u64;
-        if sent % (16 << 20) == 0 {
+        if sent.is_multiple_of(16 << 20) {
             rss_peak = rss_peak.max(rss_bytes());
         }
     }

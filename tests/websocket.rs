@@ -201,13 +201,13 @@ fn refused_upgrade_is_an_ordinary_response() {
         );
 
         let _ = client.try_send(b"NOT-HTTP tunnel bytes\r\n\r\n");
-        match client.read_response("GET") {
-            Ok(resp) => assert_error_answer(
+        // Closing the connection instead of answering is fine too.
+        if let Ok(resp) = client.read_response("GET") {
+            assert_error_answer(
                 &resp,
                 400,
                 "garbage after a refused upgrade is a bad request, not tunnel data",
-            ),
-            Err(_) => {} // closing the connection is fine too
+            );
         }
         thread::sleep(std::time::Duration::from_millis(50));
         assert!(
