@@ -28,6 +28,25 @@ use crate::buffer::Buffer;
 use crate::exchange::Exchange;
 use crate::token::ConnId;
 
+/// What we know of a socket's readiness, kept in userspace because the
+/// kernel tells us only of changes (edge-triggered).
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// The last event said readable and no read has hit `WouldBlock` since.
+    pub readable: bool,
+    /// Same for writes.
+    pub writable: bool,
+    /// An event said the peer has closed its sending side (FIN or RST).
+    /// Then a short read does not mean "drained": the EOF is still to be
+    /// read, and no further edge will come to announce it.
+    pub peer_closed: bool,
+    /// Reads and writes that moved bytes, so far. The reactor notes the
+    /// time whenever these move: that is "progress" for the read and write
+    /// timeouts, without the pumps ever reading a clock.
+    pub reads: u64,
+    pub writes: u64,
+}
+
 /// One socket the loop owns.
 pub struct Conn {
     pub io: Io,
@@ -41,14 +60,7 @@ pub struct Io {
     /// What the socket is registered for right now (`None`: not registered).
     /// Cached so `reregister`, an `epoll_ctl` syscall, runs only on a change.
     pub registered: Option<Interest>,
-    /// The last event said readable and no read has hit `WouldBlock` since.
-    pub readable: bool,
-    /// Same for writes.
-    pub writable: bool,
-    /// An event said the peer has closed its sending side (FIN or RST).
-    /// Then a short read does not mean "drained": the EOF is still to be
-    /// read, and no further edge will come to announce it.
-    pub peer_closed: bool,
+    pub ready: Readiness,
     /// Buffer bytes this connection was last counted as holding
     /// (see `Reactor::account`).
     pub accounted: usize,
@@ -226,13 +238,8 @@ pub enum ReadOutcome {
 
 /// Read once from `socket` into `buf`, keeping `readable` true while the
 /// socket may still hold bytes (or an EOF, when `peer_closed`).
-pub fn read_into<S: Read>(
-    socket: &mut S,
-    readable: &mut bool,
-    peer_closed: bool,
-    buf: &mut Buffer,
-) -> ReadOutcome {
-    if !*readable || buf.is_full() {
+pub fn read_into<S: Read>(socket: &mut S, ready: &mut Readiness, buf: &mut Buffer) -> ReadOutcome {
+    if !ready.readable || buf.is_full() {
         return ReadOutcome::Blocked;
     }
     let asked = buf.space();
@@ -241,7 +248,7 @@ pub fn read_into<S: Read>(
             Ok(0) => {
                 // EOF: no further read can return anything else, and no
                 // further edge will come to say so.
-                *readable = false;
+                ready.readable = false;
                 ReadOutcome::Eof
             }
             Ok(n) => {
@@ -249,18 +256,19 @@ pub fn read_into<S: Read>(
                 // just been emptied: a read now would only say WouldBlock.
                 // Any byte that arrives later raises a new edge. (Not so
                 // the FIN that came with these bytes: see `peer_closed`.)
-                if n < asked && !peer_closed {
-                    *readable = false;
+                if n < asked && !ready.peer_closed {
+                    ready.readable = false;
                 }
+                ready.reads += 1;
                 ReadOutcome::Data(n)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                *readable = false;
+                ready.readable = false;
                 ReadOutcome::Blocked
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                *readable = false;
+                ready.readable = false;
                 ReadOutcome::Failed(e)
             }
         };
@@ -280,12 +288,12 @@ pub enum WriteOutcome {
 /// segment). Clears `writable` when the socket buffer fills.
 pub fn write_two<S: Write>(
     socket: &mut S,
-    writable: &mut bool,
+    ready: &mut Readiness,
     first: &[u8],
     second: &[u8],
 ) -> WriteOutcome {
     let total = first.len() + second.len();
-    if total == 0 || !*writable {
+    if total == 0 || !ready.writable {
         return WriteOutcome::Blocked;
     }
     loop {
@@ -301,17 +309,18 @@ pub fn write_two<S: Write>(
                 // A short write means the send buffer is full; the kernel
                 // will raise WRITABLE when it drains.
                 if n < total {
-                    *writable = false;
+                    ready.writable = false;
                 }
+                ready.writes += 1;
                 WriteOutcome::Wrote(n)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                *writable = false;
+                ready.writable = false;
                 WriteOutcome::Blocked
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                *writable = false;
+                ready.writable = false;
                 WriteOutcome::Failed(e)
             }
         };

@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::buffer::Buffer;
-use crate::conn::{Outbox, WriteOutcome, write_two};
+use crate::conn::{Outbox, Readiness, WriteOutcome, write_two};
 use crate::http::framing::{BodyFraming, BodyReader, FramingError, Step};
 use crate::http::head::{HeadLimits, RequestHead, Version, parse_response};
 use crate::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
@@ -194,7 +194,7 @@ impl Exchange {
         &mut self,
         client_in: &mut Buffer,
         upstream: &mut W,
-        upstream_writable: &mut bool,
+        upstream_ready: &mut Readiness,
     ) -> Result<bool, Failure> {
         let mut progress = false;
         while !self.request_abandoned {
@@ -210,7 +210,7 @@ impl Exchange {
             if head.is_empty() && body.is_empty() {
                 break;
             }
-            match write_two(upstream, upstream_writable, head, body) {
+            match write_two(upstream, upstream_ready, head, body) {
                 WriteOutcome::Wrote(n) => {
                     let body_written = self.request_head.advance(n);
                     client_in.consume(body_written);
@@ -249,7 +249,7 @@ impl Exchange {
         upstream_in: &mut Buffer,
         upstream_eof: bool,
         client: &mut W,
-        client_writable: &mut bool,
+        client_ready: &mut Readiness,
         out: &mut Outbox,
     ) -> Result<bool, Failure> {
         let mut progress = false;
@@ -259,12 +259,12 @@ impl Exchange {
                     self.take_response_head(upstream_in, upstream_eof, out)?
                 }
                 ResponseState::Body { .. } => {
-                    self.relay_body(upstream_in, upstream_eof, client, client_writable, out)?
+                    self.relay_body(upstream_in, upstream_eof, client, client_ready, out)?
                 }
                 ResponseState::Switching | ResponseState::Complete => false,
             };
             // Heads composed into `out` (a relayed 1xx, the 101) go out here.
-            let flushed = self.flush(client, client_writable, out)?;
+            let flushed = self.flush(client, client_ready, out)?;
             if !moved && !flushed {
                 return Ok(progress);
             }
@@ -275,14 +275,14 @@ impl Exchange {
     fn flush<W: Write>(
         &mut self,
         client: &mut W,
-        writable: &mut bool,
+        ready: &mut Readiness,
         out: &mut Outbox,
     ) -> Result<bool, Failure> {
         if out.is_empty() || matches!(self.response, ResponseState::Body { .. }) {
             // In the body phase the head leaves together with body bytes.
             return Ok(false);
         }
-        match write_two(client, writable, out.pending(), &[]) {
+        match write_two(client, ready, out.pending(), &[]) {
             WriteOutcome::Wrote(n) => {
                 out.advance(n);
                 self.response_bytes += n as u64;
@@ -374,7 +374,7 @@ impl Exchange {
         upstream_in: &mut Buffer,
         upstream_eof: bool,
         client: &mut W,
-        client_writable: &mut bool,
+        client_ready: &mut Readiness,
         out: &mut Outbox,
     ) -> Result<bool, Failure> {
         let ResponseState::Body {
@@ -415,7 +415,7 @@ impl Exchange {
                 }
                 return Ok(progress);
             }
-            match write_two(client, client_writable, out.pending(), body) {
+            match write_two(client, client_ready, out.pending(), body) {
                 WriteOutcome::Wrote(n) => {
                     let body_written = out.advance(n);
                     upstream_in.consume(body_written);

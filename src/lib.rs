@@ -35,6 +35,8 @@ pub mod conn;
 pub mod exchange;
 /// The `mio::Poll` loop: accept, dispatch, backpressure (lessons 03, 09, 14).
 pub mod reactor;
+/// Hashed timer wheel: O(1) insert and cancel, sleep until the next deadline (lesson 10).
+pub mod timer;
 /// Slab key + generation packed into a mio `Token` (lesson 06).
 pub mod token;
 

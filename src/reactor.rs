@@ -33,7 +33,7 @@ use crate::balance::RoundRobin;
 use crate::buffer::Buffer;
 use crate::config::Config;
 use crate::conn::{
-    Client, ClientPhase, Closing, Conn, Io, Outbox, ReadOutcome, Role, Tunnel, Upstream,
+    Client, ClientPhase, Closing, Conn, Io, Outbox, ReadOutcome, Readiness, Role, Tunnel, Upstream,
     UpstreamPhase, WriteOutcome, read_into, write_two,
 };
 use crate::exchange::{Exchange, Failure, ResponseState};
@@ -268,9 +268,7 @@ impl Reactor {
                 socket,
                 id,
                 registered: Some(interest),
-                readable: false,
-                writable: false,
-                peer_closed: false,
+                ready: Readiness::default(),
                 accounted: 0,
             },
             role,
@@ -319,13 +317,13 @@ impl Reactor {
         // Error and hang-up flags count as readiness: the next read or
         // write returns the error or the EOF, which is how we learn of it.
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            conn.io.readable = true;
+            conn.io.ready.readable = true;
         }
         if event.is_read_closed() || event.is_error() {
-            conn.io.peer_closed = true;
+            conn.io.ready.peer_closed = true;
         }
         if event.is_writable() || event.is_write_closed() || event.is_error() {
-            conn.io.writable = true;
+            conn.io.ready.writable = true;
         }
         match &conn.role {
             Role::Client(_) => self.drive(id.key),
@@ -459,12 +457,7 @@ impl Reactor {
             self.close(key);
             return Err(Gone);
         }
-        match read_into(
-            &mut io.socket,
-            &mut io.readable,
-            io.peer_closed,
-            &mut client.inbuf,
-        ) {
+        match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 Ok(true)
@@ -530,7 +523,7 @@ impl Reactor {
         };
         let mut progress = false;
         if !client.out.is_empty() {
-            match write_two(&mut io.socket, &mut io.writable, client.out.pending(), &[]) {
+            match write_two(&mut io.socket, &mut io.ready, client.out.pending(), &[]) {
                 WriteOutcome::Wrote(n) => {
                     client.out.advance(n);
                     progress = true;
@@ -548,12 +541,7 @@ impl Reactor {
             progress = true;
         }
         if !client.eof {
-            match read_into(
-                &mut io.socket,
-                &mut io.readable,
-                io.peer_closed,
-                &mut client.inbuf,
-            ) {
+            match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
                 ReadOutcome::Data(n) => {
                     closing.discarded += n;
                     client.inbuf.clear();
@@ -676,7 +664,7 @@ impl Reactor {
         else {
             return Ok(false);
         };
-        if up.phase != UpstreamPhase::Connecting || !(io.writable || io.readable) {
+        if up.phase != UpstreamPhase::Connecting || !(io.ready.writable || io.ready.readable) {
             return Ok(false);
         }
         let result = match io.socket.take_error() {
@@ -689,8 +677,8 @@ impl Reactor {
                 self.link(key, upstream_key, false)
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                io.writable = false;
-                io.readable = false;
+                io.ready.writable = false;
+                io.ready.readable = false;
                 Ok(false)
             }
             Err(e) => {
@@ -737,19 +725,14 @@ impl Reactor {
             return Ok(progress);
         };
 
-        let sent = ex.forward_request(&mut client.inbuf, &mut uio.socket, &mut uio.writable);
+        let sent = ex.forward_request(&mut client.inbuf, &mut uio.socket, &mut uio.ready);
         match sent {
             Ok(moved) => progress |= moved,
             Err(failure) => return self.handle_failure(key, failure),
         }
 
         if !up.eof {
-            match read_into(
-                &mut uio.socket,
-                &mut uio.readable,
-                uio.peer_closed,
-                &mut up.inbuf,
-            ) {
+            match read_into(&mut uio.socket, &mut uio.ready, &mut up.inbuf) {
                 ReadOutcome::Data(n) => {
                     *budget = budget.saturating_sub(n);
                     progress = true;
@@ -769,7 +752,7 @@ impl Reactor {
             &mut up.inbuf,
             up.eof,
             &mut cio.socket,
-            &mut cio.writable,
+            &mut cio.ready,
             &mut client.out,
         );
         match relayed {
@@ -812,12 +795,7 @@ impl Reactor {
         if client.eof {
             return Ok(false);
         }
-        match read_into(
-            &mut io.socket,
-            &mut io.readable,
-            io.peer_closed,
-            &mut client.inbuf,
-        ) {
+        match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 Ok(true)
@@ -981,7 +959,7 @@ impl Reactor {
         };
         let mut probe = [0u8; 1];
         match conn.io.socket.read(&mut probe) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.io.readable = false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.io.ready.readable = false,
             Ok(0) => {
                 debug!("idle upstream connection {key} closed by the upstream");
                 self.close(key);
@@ -1120,7 +1098,7 @@ fn pump(
 ) -> io::Result<bool> {
     let mut progress = false;
     if !*from_eof {
-        match read_into(&mut from.socket, &mut from.readable, from.peer_closed, buf) {
+        match read_into(&mut from.socket, &mut from.ready, buf) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 progress = true;
@@ -1134,7 +1112,7 @@ fn pump(
         }
     }
     if !buf.is_empty() {
-        match write_two(&mut to.socket, &mut to.writable, buf.filled(), &[]) {
+        match write_two(&mut to.socket, &mut to.ready, buf.filled(), &[]) {
             WriteOutcome::Wrote(n) => {
                 buf.consume(n);
                 progress = true;

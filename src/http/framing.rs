@@ -7,6 +7,17 @@
 //! de-chunk for an HTTP/1.0 client. Bytes after `Done` belong to the next
 //! message (pipelining) and are never classified by this reader.
 //!
+//! Where it sits in the loop: the head parser ([`crate::http::head`]) says
+//! how the body is framed; the reactor makes a `BodyReader` from that and,
+//! each time bytes are in the buffer, calls [`BodyReader::step`], forwards
+//! (or drops) exactly the bytes reported, and consumes them from the buffer.
+//! When the peer closes it asks [`BodyReader::finish_at_eof`] whether that
+//! close ended the body or cut it short.
+//!
+//! What it does not do: it never copies, buffers or rewrites bytes, so memory
+//! per connection does not grow with body size; it never reads a socket; and
+//! it has no opinion about timeouts (a stalled body is the reactor's 408).
+//!
 //! Lesson: `lessons/11-body-framing`.
 
 use crate::http::chunked::ChunkedDecoder;
@@ -50,6 +61,9 @@ pub enum FramingError {
 }
 
 /// Tracks one body through its framing.
+///
+/// Small and allocation-free: a counter for `Length`, a few integers for
+/// chunked. One lives in each direction of each exchange.
 #[derive(Debug)]
 pub struct BodyReader {
     state: ReaderState,

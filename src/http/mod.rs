@@ -8,6 +8,18 @@
 //! asks [`rewrite`] for the head to send on, and asks [`framing`] which of the
 //! following bytes belong to the body. It never interprets HTTP itself.
 //!
+//! Reading order: [`head`] (parse and validate), [`framing`] and [`chunked`]
+//! (where a body ends), [`rewrite`] (what is forwarded), [`errors`] (what the
+//! proxy answers itself).
+//!
+//! The rule throughout is the contract's "strict by default": a request
+//! smuggling attack needs two parsers on the path that disagree about where
+//! a message ends, so wherever the RFCs leave room for two readings we refuse
+//! the message instead of picking one.
+//!
+//! What it does not do: HTTP/2, compression, caching, or decoding bodies
+//! (chunked framing is tracked, the bytes pass through untouched).
+//!
 //! Lessons: `lessons/07-parsing-heads` and `lessons/11-body-framing`.
 
 pub mod chunked;
