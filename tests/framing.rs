@@ -9,6 +9,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 /// A chunked upload (200 KiB in 1000-byte chunks, then a trailer field)
@@ -117,6 +119,14 @@ fn close_delimited_response() {
         "the close-delimited body should arrive whole"
     );
     assert!(matches_pattern(0, &resp.body), "the body arrived altered");
+    if resp.header("Content-Length").is_none() && !resp.chunked {
+        assert!(
+            resp.has_token("Connection", "close"),
+            "a body relayed close-delimited means the proxy will close: it must say \
+             Connection: close:\n{}",
+            resp.raw_head
+        );
+    }
 }
 
 /// `Expect: 100-continue`: the client sends only the head and waits; the
@@ -240,6 +250,11 @@ fn http10_client_never_gets_chunked() {
             "{story}: a de-chunked body is close-delimited, so no Content-Length:\n{}",
             resp.raw_head
         );
+        assert!(
+            !resp.has_token("Connection", "keep-alive"),
+            "{story}: a close-delimited answer must not promise keep-alive:\n{}",
+            resp.raw_head
+        );
         let (body, end) = client.read_until_close();
         assert!(
             end.is_ok(),
@@ -319,4 +334,114 @@ fn pipelined_burst_answered_in_order() {
         client.leftover().is_empty(),
         "stray bytes after the last response"
     );
+}
+
+/// A request whose head and chunked body arrive one byte per write (so
+/// every read the proxy does ends mid-token) is parsed exactly as if it
+/// came in one piece.
+#[test]
+fn request_dribbling_in_byte_by_byte() {
+    let upstream = Upstream::echo("a");
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+
+    let raw = [
+        head(&[
+            "POST /dribble HTTP/1.1",
+            "Host: test.local",
+            "Transfer-Encoding: chunked",
+        ]),
+        chunked_encode(b"hello, world", 5, &[]),
+    ]
+    .concat();
+    client.send_dribbling(&raw, Duration::from_millis(1));
+    let resp = client.read_response("POST").expect("an answer");
+
+    assert_eq!(resp.status, 200, "{}", resp.raw_head);
+    let seen = upstream.complete_requests();
+    assert_eq!(seen.len(), 1, "one complete request should arrive");
+    assert_eq!(seen[0].target, "/dribble");
+    assert_eq!(seen[0].body, b"hello, world");
+}
+
+/// An upstream response whose head and body arrive one byte per write is
+/// relayed whole.
+#[test]
+fn response_dribbling_in_byte_by_byte() {
+    let upstream = Upstream::fixed_dribbling(
+        "slowpoke",
+        b"HTTP/1.1 200 OK\r\nX-Dribbled: yes\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n",
+        Duration::from_millis(1),
+    );
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+
+    let resp = client.request(&get("/"));
+
+    assert_eq!(resp.status, 200, "{}", resp.raw_head);
+    assert_eq!(resp.header("X-Dribbled"), Some("yes"));
+    assert_eq!(resp.body_text(), "hello, world");
+}
+
+/// Chunk extensions (`5;name=value`) are legal and ignored by meaning, and
+/// an empty chunked body (just the last chunk) is a complete message.
+#[test]
+fn chunk_extensions_and_empty_chunked_body() {
+    let upstream = Upstream::echo("a");
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+
+    let resp = client.request(
+        &[
+            head(&[
+                "POST /ext HTTP/1.1",
+                "Host: test.local",
+                "Transfer-Encoding: chunked",
+            ]),
+            b"5;name=value\r\nhello\r\n0;last\r\n\r\n".to_vec(),
+        ]
+        .concat(),
+    );
+    assert_eq!(resp.status, 200, "chunk extensions:\n{}", resp.raw_head);
+    let resp = client.request(
+        &[
+            head(&[
+                "POST /empty HTTP/1.1",
+                "Host: test.local",
+                "Transfer-Encoding: chunked",
+            ]),
+            b"0\r\n\r\n".to_vec(),
+        ]
+        .concat(),
+    );
+    assert_eq!(resp.status, 200, "empty chunked body:\n{}", resp.raw_head);
+
+    let seen = upstream.complete_requests();
+    assert_eq!(seen.len(), 2, "both requests should arrive complete");
+    assert_eq!(seen[0].body, b"hello", "the extension must not become data");
+    assert_eq!(seen[1].body_len, 0);
+}
+
+/// Transfer-coding names are case-insensitive (RFC 9112 section 7):
+/// `Transfer-Encoding: Chunked` is chunked, not an obfuscation.
+#[test]
+fn transfer_coding_name_is_case_insensitive() {
+    let upstream = Upstream::echo("a");
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+
+    let resp = client.request(
+        &[
+            head(&[
+                "POST /case HTTP/1.1",
+                "Host: test.local",
+                "Transfer-Encoding: Chunked",
+            ]),
+            chunked_encode(b"case", 2, &[]),
+        ]
+        .concat(),
+    );
+
+    assert_eq!(resp.status, 200, "{}", resp.raw_head);
+    assert_eq!(upstream.complete_requests()[0].body, b"case");
 }

@@ -307,3 +307,75 @@ fn pool_keeps_at_most_max_idle_per_upstream() {
         upstream.open_connections()
     );
 }
+
+/// `limits.max_client_conns = 2`: a third client connection is answered
+/// 503 with `Connection: close` at once and closed; the two admitted ones
+/// keep working, and once one leaves a new client gets in.
+#[test]
+fn max_client_conns_refuses_the_extra_connection_with_503() {
+    let upstream = Upstream::echo("a");
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.limits.max_client_conns = 2);
+
+    let mut first = Client::connect(proxy.local_addr());
+    let mut second = Client::connect(proxy.local_addr());
+    assert_eq!(first.request(&get("/1")).status, 200);
+    assert_eq!(second.request(&get("/2")).status, 200);
+
+    let mut third = Client::connect(proxy.local_addr());
+    let resp = third
+        .read_response("GET")
+        .expect("the extra connection should get a 503 without asking");
+    assert_error_answer(&resp, 503, "a connection over max_client_conns");
+    if let Err(e) = third.expect_closed() {
+        panic!("the refused connection should be closed: {e}");
+    }
+    assert_eq!(
+        first.request(&get("/1-again")).status,
+        200,
+        "admitted clients keep working"
+    );
+
+    drop(first);
+    let freed = wait_for_stats(&proxy, Duration::from_secs(2), |s| {
+        s.client_connections == 1
+    });
+    assert!(freed.is_ok(), "the first client should be gone: {freed:?}");
+    let mut fourth = Client::connect(proxy.local_addr());
+    assert_eq!(
+        fourth.request(&get("/4")).status,
+        200,
+        "once a slot is free a new client is served"
+    );
+}
+
+/// `limits.max_conns_per_upstream = 1`: three clients ask at once of a slow
+/// upstream. The requests queue for the one allowed connection instead of
+/// opening more; all three are answered, one after the other.
+#[test]
+fn max_conns_per_upstream_queues_requests() {
+    let upstream = Upstream::slow("a", Duration::from_millis(100));
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.limits.max_conns_per_upstream = 1);
+    let addr = proxy.local_addr();
+
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                client.request(&get(&format!("/q/{i}"))).status
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(
+            c.join().expect("client thread"),
+            200,
+            "a queued request should be served once the connection frees"
+        );
+    }
+    assert_eq!(
+        upstream.peak_open_connections(),
+        1,
+        "max_conns_per_upstream = 1, but the upstream saw {} connections open at once",
+        upstream.peak_open_connections()
+    );
+}

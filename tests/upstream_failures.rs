@@ -276,3 +276,20 @@ fn upstream_answering_before_the_body_is_relayed_with_close() {
         "the upstream connection with an unread body in it must not be pooled"
     );
 }
+
+/// A response head the proxy would have to hold whole but cannot: over
+/// `max_header_bytes` (here 20 KiB of fields) or more than 100 fields. The
+/// upstream is broken as far as the client is concerned: 502.
+#[test]
+fn oversized_upstream_head_is_502() {
+    let big_field = format!("X-Big: {}\r\n", "v".repeat(20 * 1024));
+    let many_fields: String = (0..101).map(|i| format!("X-F{i}: {i}\r\n")).collect();
+    for (fields, story) in [
+        (big_field, "a 20 KiB response head"),
+        (many_fields, "a response head with 101 fields"),
+    ] {
+        let raw = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 2\r\n\r\nok");
+        let upstream = Upstream::fixed("bloated", raw.as_bytes());
+        assert_bad_gateway(&[upstream.addr], story);
+    }
+}

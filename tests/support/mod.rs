@@ -752,6 +752,21 @@ impl Client {
         }
     }
 
+    /// Send bytes one at a time with `pause` between them: every read the
+    /// proxy does returns a single byte, so its parsers must cope with any
+    /// split.
+    pub fn send_dribbling(&mut self, bytes: &[u8], pause: Duration) {
+        for (i, byte) in bytes.iter().enumerate() {
+            if let Err(e) = self.wire.write_all(std::slice::from_ref(byte)) {
+                panic!(
+                    "sending byte {i} of {} to the proxy failed: {e}",
+                    bytes.len()
+                );
+            }
+            thread::sleep(pause);
+        }
+    }
+
     /// Send bytes and report failure instead of panicking: a proxy that
     /// refuses a request may rightly close before reading all of it.
     pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), String> {
@@ -985,6 +1000,7 @@ impl Fields for SeenRequest {
 struct Log {
     connections: AtomicUsize,
     open_connections: AtomicUsize,
+    peak_open_connections: AtomicUsize,
     bytes_received: AtomicU64,
     bytes_written: AtomicU64,
     raw: Mutex<Vec<u8>>,
@@ -1249,7 +1265,8 @@ impl Upstream {
                         stream.set_write_timeout(Some(FIXTURE_POLL)).unwrap();
                         stream.set_nodelay(true).unwrap();
                         let index = log.connections.fetch_add(1, Ordering::SeqCst) + 1;
-                        log.open_connections.fetch_add(1, Ordering::SeqCst);
+                        let open = log.open_connections.fetch_add(1, Ordering::SeqCst) + 1;
+                        log.peak_open_connections.fetch_max(open, Ordering::SeqCst);
                         let mut conn = UpConn {
                             wire: Wire {
                                 stream,
@@ -1294,6 +1311,11 @@ impl Upstream {
     /// Connections accepted and not yet closed by this side.
     pub fn open_connections(&self) -> usize {
         self.log.open_connections.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were open at the same time.
+    pub fn peak_open_connections(&self) -> usize {
+        self.log.peak_open_connections.load(Ordering::SeqCst)
     }
 
     /// Every request head seen, complete or not, in arrival order.
@@ -1359,6 +1381,22 @@ impl Upstream {
             while conn.read_request().is_some() {
                 if !conn.write(&raw) {
                     return;
+                }
+            }
+        })
+    }
+
+    /// Like [`Upstream::fixed`], but writes its answer one byte at a time
+    /// with `pause` between bytes: the proxy must parse a response head
+    /// that arrives in pieces.
+    pub fn fixed_dribbling(label: &str, raw_response: &[u8], pause: Duration) -> Upstream {
+        let raw = raw_response.to_vec();
+        Upstream::start(label, move |conn| {
+            while conn.read_request().is_some() {
+                for byte in &raw {
+                    if !(conn.write(std::slice::from_ref(byte)) && conn.sleep(pause)) {
+                        return;
+                    }
                 }
             }
         })
