@@ -247,7 +247,7 @@ fn transfer_encoding_other_than_chunked_is_not_implemented() {
 #[test]
 fn malformed_chunked_body() {
     let (upstream, proxy) = setup();
-    let variants: [(&[u8], &str); 7] = [
+    let variants: [(&[u8], &str); 8] = [
         (b"5\nhello\r\n0\r\n\r\n", "bare LF after the chunk size"),
         (b"5\r\nhello\n0\r\n\r\n", "bare LF after the chunk data"),
         (b"zz\r\nhello\r\n0\r\n\r\n", "chunk size that is not hex"),
@@ -261,6 +261,7 @@ fn malformed_chunked_body() {
         ),
         (b"5\r\nhello0\r\n\r\n", "CRLF missing after the chunk data"),
         (b"-5\r\nhello\r\n0\r\n\r\n", "negative chunk size"),
+        (b"0x5\r\nhello\r\n0\r\n\r\n", "chunk size with a 0x prefix"),
     ];
     for (body, story) in variants {
         let complete_before = upstream.complete_requests().len();
@@ -330,6 +331,16 @@ fn obs_fold() {
         400,
         "obs-fold with a tab",
     );
+    // Whitespace between the request line and the first field (RFC 9112
+    // 2.2): refuse it, or ignore that line (and then Host is missing).
+    let raw = head(&["GET / HTTP/1.1", " Host: test.local"]);
+    assert_refused(
+        proxy.local_addr(),
+        &upstream,
+        &raw,
+        400,
+        "whitespace before the first field line",
+    );
 }
 
 /// `Name : value`: whitespace between the field name and the colon is
@@ -361,6 +372,14 @@ fn space_before_colon() {
         &raw,
         400,
         "Transfer-Encoding with a space before the colon",
+    );
+    let raw = head(&["GET / HTTP/1.1", "Host: test.local", "X-Tabbed\t: 1"]);
+    assert_refused(
+        proxy.local_addr(),
+        &upstream,
+        &raw,
+        400,
+        "a tab before the colon",
     );
 }
 

@@ -379,3 +379,87 @@ fn max_conns_per_upstream_queues_requests() {
         upstream.peak_open_connections()
     );
 }
+
+/// The retry after a dead pooled connection happens once, not in a loop:
+/// here the pooled connection is dead *and* the fresh one the proxy opens
+/// for the retry hangs up too, so the client gets 502 after exactly one
+/// retry.
+#[test]
+fn retry_happens_only_once() {
+    // Connection 1 answers one request, then hangs up on the next; every
+    // later connection hangs up on its first request.
+    let upstream = Upstream::start("flaky", |conn| {
+        if conn.index == 1 {
+            let Some(req) = conn.read_request() else {
+                return;
+            };
+            let body = "first";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Echo-Target: {}\r\n\r\n{body}",
+                body.len(),
+                req.target
+            );
+            if !conn.write(answer.as_bytes()) {
+                return;
+            }
+        }
+        let _ = conn.read_request();
+    });
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+
+    assert_eq!(client.request(&get("/warm-up")).status, 200);
+    let parked = wait_for_stats(&proxy, Duration::from_secs(2), |s| {
+        s.idle_upstream_connections == 1
+    });
+    assert!(
+        parked.is_ok(),
+        "a pooled connection should be waiting: {parked:?}"
+    );
+    client.send(&get("/doomed"));
+    let resp = client.read_response("GET").expect("an answer");
+
+    assert_error_answer(&resp, 502, "a GET whose retry also failed");
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "exactly one retry connection: the pooled one, then one fresh one"
+    );
+}
+
+/// The upstream answers with `Connection: close` and hangs up. That is
+/// about the upstream connection only (hop-by-hop): it is not pooled, the
+/// header does not reach the client, and the client's connection stays
+/// open for its next request, which goes over a fresh upstream connection.
+#[test]
+fn upstream_connection_close_is_not_pooled_and_client_stays_open() {
+    let upstream = Upstream::start("closer", |conn| {
+        if conn.read_request().is_some() {
+            conn.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+            conn.shutdown_write();
+            conn.sleep(Duration::from_millis(20));
+        }
+    });
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+
+    for i in 0..3 {
+        let resp = client.request(&get(&format!("/{i}")));
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (200, b"ok".as_slice()),
+            "request {i} on the same client connection:\n{}",
+            resp.raw_head
+        );
+        assert!(
+            !resp.has_token("Connection", "close"),
+            "the upstream's Connection: close is hop-by-hop; the client connection stays open:\n{}",
+            resp.raw_head
+        );
+    }
+    assert_eq!(
+        upstream.connections(),
+        3,
+        "a connection the upstream closed must never be reused"
+    );
+}
