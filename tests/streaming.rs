@@ -187,3 +187,64 @@ fn slow_reader_backpressure_reaches_the_upstream() {
     );
     assert!(intact, "the body was altered");
 }
+
+/// The chunked path has its own code (the decoder tracks chunk boundaries as
+/// bytes pass): 64 MiB uploaded chunked and 64 MiB downloaded chunked must
+/// stay within the same buffer bound as Content-Length bodies.
+#[test]
+fn chunked_bodies_in_bounded_memory() {
+    const SIZE: u64 = 64 << 20;
+    let sink = Upstream::sink("sink");
+    let proxy = start_proxy(&[sink.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    client.send(&head(&[
+        "POST /upload HTTP/1.1",
+        "Host: test.local",
+        "Transfer-Encoding: chunked",
+    ]));
+    let mut sent = 0u64;
+    while sent < SIZE {
+        let len = (SIZE - sent).min(PATTERN_CHUNK as u64) as usize;
+        client.send(format!("{len:x}\r\n").as_bytes());
+        client.send(pattern(sent, len));
+        client.send(b"\r\n");
+        sent += len as u64;
+    }
+    client.send(b"0\r\n\r\n");
+    let resp = client
+        .read_response("POST")
+        .expect("an answer after the chunked upload");
+    assert_eq!(
+        resp.body_text(),
+        format!("received={SIZE} pattern=true"),
+        "the upstream should receive all 64 MiB of the chunked upload, unaltered"
+    );
+    let peak = proxy.stats().peak_buffer_bytes;
+    assert!(
+        peak <= buffer_bound(),
+        "chunked upload: peak_buffer_bytes = {peak} exceeds 4 × (buffer_bytes + max_header_bytes) = {}",
+        buffer_bound()
+    );
+
+    let chunked = Upstream::chunked("chunked", SIZE, &[]);
+    let proxy = start_proxy(&[chunked.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    client.send(&get("/download"));
+    let resp = client.read_head().expect("the chunked download's head");
+    let mut received = 0u64;
+    let mut intact = true;
+    client
+        .read_body_with("GET", &resp, &mut |data| {
+            intact &= matches_pattern(received, data);
+            received += data.len() as u64;
+        })
+        .expect("the whole chunked body");
+    assert_eq!(received, SIZE, "the client should receive all 64 MiB");
+    assert!(intact, "the chunked download was altered");
+    let peak = proxy.stats().peak_buffer_bytes;
+    assert!(
+        peak <= buffer_bound(),
+        "chunked download: peak_buffer_bytes = {peak} exceeds 4 × (buffer_bytes + max_header_bytes) = {}",
+        buffer_bound()
+    );
+}

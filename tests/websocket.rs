@@ -7,6 +7,7 @@ mod support;
 
 use std::io::Write;
 use std::thread;
+use std::time::Duration;
 
 use support::*;
 
@@ -215,4 +216,43 @@ fn refused_upgrade_is_an_ordinary_response() {
             "after a refused upgrade ({status}) the client's bytes were tunneled to the upstream"
         );
     }
+}
+
+/// The upstream ends the conversation: after its 101 it says "bye" and
+/// closes. The close travels through the tunnel to the client, and the
+/// proxy lets go of both sockets.
+#[test]
+fn upstream_closing_the_tunnel_closes_the_client() {
+    let upstream = Upstream::start("leaver", |conn| {
+        if conn.read_request().is_some() {
+            conn.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nbye",
+            );
+            conn.shutdown_write();
+            // Stay until the proxy closes its side too.
+            conn.drain_to_eof();
+        }
+    });
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+
+    client.send(&upgrade_request());
+    let resp = client.read_head().expect("an answer to the upgrade");
+    assert_eq!(resp.status, 101, "{}", resp.raw_head);
+    let (rest, end) = client.read_until_close();
+    assert_eq!(
+        rest, b"bye",
+        "the upstream's last bytes should arrive before the close"
+    );
+    assert!(
+        end.is_ok(),
+        "the tunnel should end with a clean close: {end:?}"
+    );
+
+    drop(client);
+    let gone = wait_for_stats(&proxy, Duration::from_secs(2), |s| s.connections == 0);
+    assert!(
+        gone.is_ok(),
+        "once both sides closed, the proxy should hold no connection: {gone:?}"
+    );
 }
