@@ -189,9 +189,17 @@ impl Reactor {
 
     /// `Exchanging`: move both directions of a request as far as they go.
     pub(super) fn exchange(&mut self, key: usize, budget: &mut usize) -> Step {
+        // Each sub-step may end the exchange (a 502, a retry elsewhere...);
+        // then the phase has changed and `drive` must dispatch on the new one.
         let mut progress = self.finish_connect(key)?;
+        if !self.is_exchanging(key) {
+            return Ok(true);
+        }
         progress |= self.read_client(key, budget)?;
-        let Some(upstream_key) = exchange_in(&mut self.conns, key)?.upstream else {
+        let Ok(ex) = exchange_in(&mut self.conns, key) else {
+            return Ok(true);
+        };
+        let Some(upstream_key) = ex.upstream else {
             return Ok(progress);
         };
         let Some((cio, client, uio, up)) = self.pair_mut(key, upstream_key) else {
@@ -287,8 +295,9 @@ impl Reactor {
                 };
                 if ex.request_body_done() {
                     // Half-close: the client has said all it will say, but
-                    // still reads. It gets the whole response, then we close.
-                    ex.close_client = true;
+                    // still reads. It gets this response and those of any
+                    // requests already pipelined behind it, then we close
+                    // (see `finish_exchange`).
                     Ok(true)
                 } else {
                     self.abort(key, "client closed before sending the whole request")
@@ -375,7 +384,8 @@ impl Reactor {
         client.since_ms = now;
         // A pipelined request already (partly) here is a head in progress.
         client.head_started_ms = (!client.inbuf.is_empty()).then_some(now);
-        if ex.close_client || client.eof {
+        // A client that half-closed is done once no request of its is left.
+        if ex.close_client || (client.eof && client.inbuf.is_empty()) {
             client.phase = ClientPhase::Closing(Closing {
                 since_ms: now,
                 fin_sent: false,
@@ -454,6 +464,11 @@ impl Reactor {
             return Err(Gone);
         }
         Ok(progress)
+    }
+
+    /// Connection `key` is a client in the `Exchanging` phase.
+    fn is_exchanging(&mut self, key: usize) -> bool {
+        exchange_in(&mut self.conns, key).is_ok()
     }
 
     /// Both ends of a client/upstream pair, borrowed at once.

@@ -482,7 +482,14 @@ impl Reactor {
                     break;
                 }
                 Ok(false) => break,
-                Err(Gone) => return,
+                // Normally the client was closed. If it is still there, a
+                // step bailed out on a phase it did not expect: settle it
+                // anyway, so it keeps its interest and its timer.
+                Err(Gone) if !self.conns.contains(client) => return,
+                Err(Gone) => {
+                    debug!("connection {client}: step ended early; settling");
+                    break;
+                }
             }
         }
         let linked = self.linked_upstream(client);

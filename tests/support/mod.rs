@@ -94,6 +94,7 @@ pub fn config_for(upstreams: &[SocketAddr]) -> Config {
             total_ms: 30_000,
             client_header_ms: 10_000,
             keepalive_ms: 60_000,
+            tunnel_idle_ms: 300_000,
         },
         limits: Limits {
             max_client_conns: 1000,
