@@ -1352,6 +1352,14 @@ impl Upstream {
     /// Stop now (the same as dropping it): every connection is closed.
     pub fn stop(self) {}
 
+    /// Drop the recorded requests and raw bytes (counters stay). A long
+    /// run calls this now and then, so the memory it measures is the
+    /// proxy's, not this log's.
+    pub fn forget_requests(&self) {
+        *self.log.requests.lock().unwrap() = Vec::new();
+        *self.log.raw.lock().unwrap() = Vec::new();
+    }
+
     // --- The behaviours -------------------------------------------------
 
     /// Answers every request (keep-alive) like the demo upstream:
