@@ -8,12 +8,13 @@
 //! buffer is full the reactor stops reading that socket, which is how
 //! backpressure reaches the sender (lesson `09-backpressure`).
 //!
-//! Sans-IO in spirit: [`Buffer::read_from`] and [`Buffer::write_to`] take any
-//! `Read`/`Write`, so tests can script `Ok(3)`, `WouldBlock` and short writes.
+//! Sans-IO in spirit: [`Buffer::read_from`] takes any `Read`, so tests can
+//! script `Ok(3)`, `WouldBlock` and `Ok(0)`. Writing out is the pumps' job
+//! (`conn::write_two`): they write `filled()`, then `consume` what went.
 //!
 //! Lesson: `lessons/08-buffers-and-partial-writes`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 /// Bytes in flight from one socket to another, at most `capacity` of them.
 pub struct Buffer {
@@ -92,15 +93,6 @@ impl Buffer {
     /// Free space a `read_from` would offer right now (after sliding).
     pub fn space(&self) -> usize {
         self.capacity() - self.len()
-    }
-
-    /// One `write` call of up to `limit` waiting bytes; written bytes are
-    /// consumed.
-    pub fn write_to<W: Write>(&mut self, sink: &mut W, limit: usize) -> io::Result<usize> {
-        let take = limit.min(self.len());
-        let n = sink.write(&self.bytes[self.start..self.start + take])?;
-        self.consume(n);
-        Ok(n)
     }
 
     /// Drop everything waiting (the connection is being reset).

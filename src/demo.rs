@@ -235,7 +235,14 @@ impl Conn {
     /// Read once more from the socket into `unread`; 0 means end of stream.
     fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk)?;
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                // A signal landed mid-read (a debugger or `strace -p`
+                // attaching does this): nothing went wrong, read again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
         self.unread.extend_from_slice(&chunk[..n]);
         Ok(n)
     }

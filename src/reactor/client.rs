@@ -22,7 +22,7 @@ use crate::conn::{
     WriteOutcome, read_into, write_two,
 };
 use crate::exchange::{Exchange, Failure, ResponseState};
-use crate::http::errors::write_error_response;
+use crate::http::errors::{error_response_len, write_error_response};
 use crate::http::head::{RequestError, RequestHead, parse_request};
 
 /// After a final answer, how much of what a client still sends we read and
@@ -91,20 +91,31 @@ impl Reactor {
             e.describe(),
             e.status()
         );
+        self.refuse_without_head(key, e.status());
+        Ok(true)
+    }
+
+    /// Answer `status` to a request whose head never parsed (malformed, or
+    /// not complete in time), log it, and close.
+    pub(super) fn refuse_without_head(&mut self, key: usize, status: u16) {
+        let now = self.now;
+        let Ok((_, client)) = client_in(&mut self.conns, key) else {
+            return;
+        };
+        let waited = now.saturating_sub(client.head_started_ms.unwrap_or(client.since_ms));
         access_log::log(&AccessLine {
             client: client.peer,
             method: "-",
             target: "-",
             version: None,
-            status: e.status(),
+            status,
             upstream: None,
             bytes_in: 0,
-            bytes_out: 0,
-            elapsed: std::time::Duration::ZERO,
+            bytes_out: error_response_len(status) as u64,
+            elapsed: std::time::Duration::from_millis(waited),
         });
         self.stats.requests += 1;
-        self.answer_and_close(key, e.status());
-        Ok(true)
+        self.answer_and_close(key, status);
     }
 
     /// Queue an error answer of the proxy's own and move to `Closing`.
@@ -341,6 +352,7 @@ impl Reactor {
     pub(super) fn fail(&mut self, key: usize, status: u16, why: &str) -> Step {
         let ex = exchange_in(&mut self.conns, key)?;
         ex.status = status;
+        ex.response_bytes += error_response_len(status) as u64;
         let upstream = ex.upstream.take();
         let addr = upstream_label(ex);
         warn!("answering {status} (upstream {addr}): {why}");

@@ -445,7 +445,14 @@ impl Reactor {
         }
         match &conn.role {
             Role::Client(_) => self.drive(id.key),
-            Role::Upstream(u) if u.phase == UpstreamPhase::Idle => self.check_idle(id.key),
+            // Idle pooled connections stay registered WRITABLE too (changing
+            // that would cost an epoll_ctl on every park and reuse); a
+            // writable edge alone says nothing about them.
+            Role::Upstream(u) if u.phase == UpstreamPhase::Idle => {
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.check_idle(id.key);
+                }
+            }
             Role::Upstream(u) => match u.client {
                 Some(client) => self.drive(client),
                 None => self.close(id.key),

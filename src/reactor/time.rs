@@ -198,8 +198,7 @@ impl Reactor {
             }
             TimeoutKind::ClientHeader => {
                 warn!("timeout {what}: request head incomplete, answering 408 on {context}");
-                self.stats.requests += 1;
-                self.answer_and_close(key, 408);
+                self.refuse_without_head(key, 408);
                 Ok(true)
             }
             TimeoutKind::Queue => {

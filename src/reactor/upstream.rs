@@ -27,7 +27,6 @@ impl Reactor {
         let limit = self.settings.max_conns_per_upstream;
         for candidate in (0..count).map(|k| (index + k) % count) {
             if let Some(idle) = self.upstreams.pool.take(candidate) {
-                trace!("connection {key}: reusing idle upstream connection {idle}");
                 exchange_in(&mut self.conns, key)?.upstream_index = candidate;
                 return self.link(key, idle, true);
             }
@@ -119,7 +118,7 @@ impl Reactor {
         match self.insert(socket, Role::Upstream(upstream)) {
             Ok(upstream_key) => {
                 self.upstreams.open[index] += 1;
-                trace!("connection {key}: connecting to {addr} as connection {upstream_key}");
+                debug!("connection {key}: connecting to {addr} as connection {upstream_key}");
                 let ex = exchange_in(&mut self.conns, key)?;
                 ex.upstream = Some(upstream_key);
                 ex.reused = false;
@@ -144,6 +143,16 @@ impl Reactor {
         up.phase = UpstreamPhase::Active;
         up.client = Some(key);
         up.requests += 1;
+        debug!(
+            "connection {key}: upstream connection {upstream_key} to {}, {}, request {} on it",
+            up.addr,
+            if reused {
+                "reused from the pool"
+            } else {
+                "new"
+            },
+            up.requests
+        );
         let addr = up.addr;
         let host = &self.upstreams.hosts[up.index];
         let ex = exchange_in(&mut self.conns, key)?;
