@@ -30,6 +30,17 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub logging: Logging,
+    /// The metrics/admin listener; off when absent.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address for `/metrics`, `/metrics.json` and the `/` panel, e.g.
+    /// "127.0.0.1:9090". Keep it private: it tells anyone what the proxy does.
+    pub listen: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -252,6 +263,10 @@ impl Config {
             l.max_header_bytes, l.buffer_bytes
         ));
         out.push_str(&format!("logging     level {}\n", self.logging.level));
+        match &self.metrics {
+            Some(m) => out.push_str(&format!("metrics     http://{}/metrics\n", m.listen)),
+            None => out.push_str("metrics     off\n"),
+        }
         out
     }
 
@@ -269,6 +284,15 @@ impl Config {
             return Err(fail(format!(
                 "listen: {:?} is not an address like \"127.0.0.1:8080\" ({err})",
                 self.listen
+            )));
+        }
+
+        if let Some(metrics) = &self.metrics
+            && let Err(err) = metrics.listen.parse::<SocketAddr>()
+        {
+            return Err(fail(format!(
+                "metrics.listen: {:?} is not an address like \"127.0.0.1:9090\" ({err})",
+                metrics.listen
             )));
         }
 

@@ -90,6 +90,9 @@ pub enum Role {
 /// A connection accepted from a client.
 pub struct Client {
     pub peer: SocketAddr,
+    /// Accepted on the metrics listener: its requests are answered from
+    /// the metrics (`src/admin.rs`), never forwarded.
+    pub admin: bool,
     /// Bytes read from the client not yet sent upstream: the request head
     /// while it arrives, then body bytes, then any pipelined requests.
     pub inbuf: Buffer,

@@ -70,6 +70,11 @@ impl IdlePool {
         self.max_per_upstream = max;
     }
 
+    /// Idle connections to one upstream.
+    pub fn len_of(&self, upstream: usize) -> usize {
+        self.per_upstream.get(upstream).map_or(0, Vec::len)
+    }
+
     /// Idle connections, all upstreams together.
     pub fn len(&self) -> usize {
         self.per_upstream.iter().map(Vec::len).sum()

@@ -10,12 +10,13 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, trace, warn};
 
 use super::{Gone, Reactor, Step, client_in, exchange_in};
 use crate::access_log::{self, AccessLine};
+use crate::admin;
 use crate::buffer::Buffer;
 use crate::conn::{
     ClientPhase, Closing, Conn, Io, ReadOutcome, Role, Tunnel, Upstream, UpstreamPhase,
@@ -24,6 +25,7 @@ use crate::conn::{
 use crate::exchange::{Exchange, Failure, ResponseState};
 use crate::http::errors::{error_response_len, write_error_response};
 use crate::http::head::{RequestError, RequestHead, parse_request};
+use crate::metrics::ErrorKind;
 
 /// After a final answer, how much of what a client still sends we read and
 /// throw away before closing anyway (see [`Closing`]).
@@ -38,6 +40,10 @@ impl Reactor {
         let (io, client) = client_in(&mut self.conns, key)?;
         if !client.inbuf.is_empty() {
             match parse_request(client.inbuf.filled(), &limits) {
+                Ok(Some(head)) if client.admin => {
+                    client.inbuf.consume(head.len);
+                    return self.serve_admin(key, head);
+                }
                 Ok(Some(head)) => {
                     client.inbuf.consume(head.len);
                     trace!(
@@ -103,19 +109,53 @@ impl Reactor {
             return;
         };
         let waited = now.saturating_sub(client.head_started_ms.unwrap_or(client.since_ms));
+        let bytes_out = error_response_len(status) as u64;
         access_log::log(&AccessLine {
             client: client.peer,
-            method: "-",
-            target: "-",
-            version: None,
+            request: None,
             status,
-            upstream: None,
+            bytes_out,
             bytes_in: 0,
-            bytes_out: error_response_len(status) as u64,
-            elapsed: std::time::Duration::from_millis(waited),
+            upstream: None,
+            upstream_status: None,
+            request_time: Duration::from_millis(waited),
+            connect_time: None,
+            header_time: None,
         });
         self.stats.requests += 1;
+        self.metrics
+            .record_request(status, None, waited * 1000, 0, bytes_out);
+        self.metrics.record_error(ErrorKind::BadRequest);
         self.answer_and_close(key, status);
+    }
+
+    /// A request on the metrics listener: answer it from the metrics, and
+    /// close (see `src/admin.rs`).
+    fn serve_admin(&mut self, key: usize, head: RequestHead) -> Step {
+        let gauges = self.gauges();
+        let now = self.now;
+        let (_, client) = client_in(&mut self.conns, key)?;
+        let before = client.out.pending().len();
+        let status = admin::answer(&head, &self.metrics, &gauges, client.out.compose());
+        access_log::log(&AccessLine {
+            client: client.peer,
+            request: Some(&head),
+            status,
+            bytes_out: (client.out.pending().len() - before) as u64,
+            bytes_in: 0,
+            upstream: None,
+            upstream_status: None,
+            request_time: Duration::ZERO,
+            connect_time: None,
+            header_time: None,
+        });
+        client.inbuf.clear();
+        client.phase = ClientPhase::Closing(Closing {
+            since_ms: now,
+            fin_sent: false,
+            discarded: 0,
+        });
+        Ok(true)
     }
 
     /// Queue an error answer of the proxy's own and move to `Closing`.
@@ -207,6 +247,7 @@ impl Reactor {
             return Ok(true);
         }
         progress |= self.read_client(key, budget)?;
+        let now = self.now;
         let Ok(ex) = exchange_in(&mut self.conns, key) else {
             return Ok(true);
         };
@@ -255,6 +296,9 @@ impl Reactor {
         match relayed {
             Ok(moved) => progress |= moved,
             Err(failure) => return self.handle_failure(key, failure),
+        }
+        if ex.response_started() && ex.response_head_ms.is_none() {
+            ex.response_head_ms = Some(now);
         }
 
         let switching = match ex.response {
@@ -311,16 +355,29 @@ impl Reactor {
                     // (see `finish_exchange`).
                     Ok(true)
                 } else {
+                    self.metrics.record_error(ErrorKind::ClientAborted);
                     self.abort(key, "client closed before sending the whole request")
                 }
             }
             ReadOutcome::Blocked => Ok(false),
-            ReadOutcome::Failed(e) => self.abort(key, &format!("client read failed: {e}")),
+            ReadOutcome::Failed(e) => {
+                self.metrics.record_error(ErrorKind::ClientAborted);
+                self.abort(key, &format!("client read failed: {e}"))
+            }
         }
     }
 
     /// Decide what a [`Failure`] means for this exchange.
     fn handle_failure(&mut self, key: usize, failure: Failure) -> Step {
+        self.metrics.record_error(match &failure {
+            Failure::BadRequestBody(_) => ErrorKind::BadRequest,
+            Failure::UpstreamWrite(_) | Failure::UpstreamRead(_) | Failure::UpstreamClosedEarly => {
+                ErrorKind::UpstreamReset
+            }
+            Failure::BadResponse(_) => ErrorKind::UpstreamBadResponse,
+            Failure::UpstreamTruncated => ErrorKind::UpstreamTruncated,
+            Failure::ClientWrite(_) => ErrorKind::ClientAborted,
+        });
         let ex = exchange_in(&mut self.conns, key)?;
         let can_answer = ex.can_answer_error();
         match failure {
@@ -418,16 +475,30 @@ impl Reactor {
         let ClientPhase::Exchanging(ex) = &client.phase else {
             return;
         };
+        // Its index in the current list (a reload may have renumbered it).
+        let upstream = Some(ex.upstream_index).filter(|&i| {
+            ex.upstream_addr.is_some() && self.upstreams.addrs.get(i) == ex.upstream_addr.as_ref()
+        });
+        self.metrics.record_request(
+            ex.status,
+            upstream,
+            ex.started.elapsed().as_micros() as u64,
+            ex.request_body_bytes,
+            ex.response_bytes,
+        );
+        let since_start =
+            |ms: Option<u64>| ms.map(|ms| Duration::from_millis(ms.saturating_sub(ex.started_ms)));
         access_log::log(&AccessLine {
             client: peer,
-            method: &ex.request.method,
-            target: &ex.request.target,
-            version: Some(ex.request.version),
+            request: Some(&ex.request),
             status: ex.status,
-            upstream: ex.upstream_addr,
-            bytes_in: ex.request_body_bytes,
             bytes_out: ex.response_bytes,
-            elapsed: ex.started.elapsed(),
+            bytes_in: ex.request_body_bytes,
+            upstream: ex.upstream_addr,
+            upstream_status: ex.upstream_status,
+            request_time: ex.started.elapsed(),
+            connect_time: since_start(ex.connected_ms),
+            header_time: since_start(ex.response_head_ms),
         });
         self.stats.requests += 1;
     }

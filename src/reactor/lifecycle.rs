@@ -141,6 +141,7 @@ impl Reactor {
                     self.upstreams.waiting[index].push_back(id);
                 }
             }
+            self.metrics.set_upstreams(&self.upstreams.addrs);
             self.slots_freed = true;
         } else {
             self.upstreams

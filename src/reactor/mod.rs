@@ -51,14 +51,20 @@ use crate::conn::{Client, ClientPhase, Conn, Io, Outbox, Readiness, Role, Upstre
 use crate::exchange::Exchange;
 use crate::http::errors::write_error_response;
 use crate::http::head::HeadLimits;
+use crate::metrics::{ErrorKind, Gauges, Metrics, RateWindow};
 use crate::pool::IdlePool;
 use crate::timer::TimerWheel;
-use crate::token::{ConnId, LISTENER, SIGNALS, WAKER};
+use crate::token::{ADMIN_LISTENER, ConnId, LISTENER, SIGNALS, WAKER};
 
 /// Bytes one connection may read per turn before the others get theirs.
 /// Without a budget, one fast download keeps the loop busy with a single
 /// socket while a thousand small requests wait.
 const TURN_BUDGET: usize = 64 * 1024;
+
+/// Connections the metrics listener serves at once (beyond: refused).
+/// Kept apart from `max_client_conns`, so the figures stay readable while
+/// the proxy itself is full.
+const MAX_ADMIN_CONNS: usize = 64;
 
 /// How many events one `poll` call can return.
 const EVENTS_PER_POLL: usize = 1024;
@@ -169,6 +175,9 @@ pub struct Reactor {
     /// `None` once shutting down: no new connections.
     listener: Option<TcpListener>,
     listen_addr: SocketAddr,
+    /// The metrics listener (`metrics.listen`), on this same loop.
+    admin_listener: Option<TcpListener>,
+    admin_clients: usize,
     conns: Slab<Conn>,
     /// Stamped into each new connection's token (see [`crate::token`]).
     next_generation: u32,
@@ -177,6 +186,8 @@ pub struct Reactor {
     /// Connections that used up their turn's budget with work left.
     ready: VecDeque<ConnId>,
     clients: usize,
+    metrics: Metrics,
+    rate: RateWindow,
     /// The reactor's clock: milliseconds since `epoch`, read once per turn
     /// (reading it per event would cost nothing in syscalls, thanks to the
     /// vDSO, but one value per turn keeps every decision in a turn
@@ -204,10 +215,26 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listen_addr = listener.local_addr()?;
+        let admin_listener = match &config.metrics {
+            Some(metrics) => {
+                let addr = metrics.listen.parse().map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("metrics.listen: {e}"))
+                })?;
+                let mut admin = TcpListener::bind(addr)?;
+                poll.registry()
+                    .register(&mut admin, ADMIN_LISTENER, Interest::READABLE)?;
+                Some(admin)
+            }
+            None => None,
+        };
         Ok(Reactor {
             poll,
             listener: Some(listener),
             listen_addr,
+            admin_listener,
+            admin_clients: 0,
+            metrics: Metrics::new(&config.upstream_addrs()),
+            rate: RateWindow::default(),
             conns: Slab::with_capacity(1024),
             next_generation: 0,
             upstreams: Upstreams::from_config(config, 0),
@@ -229,6 +256,13 @@ impl Reactor {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listen_addr
+    }
+
+    /// Where the metrics listener listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The loop. Returns when shutdown has drained every connection, or
@@ -253,7 +287,8 @@ impl Reactor {
             );
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_clients(),
+                    LISTENER => self.accept_clients(false),
+                    ADMIN_LISTENER => self.accept_clients(true),
                     SIGNALS => self.on_signals(),
                     WAKER if self.stop.load(Ordering::Acquire) => {
                         info!("stopping: closing {} connections", self.conns.len());
@@ -278,6 +313,7 @@ impl Reactor {
             }
             self.expire_timers();
             self.serve_queues();
+            self.rate.sample(self.now, self.metrics.requests);
             if self.drained() {
                 info!("shutdown complete");
                 return Ok(());
@@ -306,10 +342,16 @@ impl Reactor {
     }
 
     /// Accept every pending connection: the listener is edge-triggered
-    /// too, so one event may stand for many clients.
-    fn accept_clients(&mut self) {
+    /// too, so one event may stand for many clients. `admin`: on the
+    /// metrics listener.
+    fn accept_clients(&mut self, admin: bool) {
         loop {
-            let Some(listener) = &self.listener else {
+            let listener = if admin {
+                &self.admin_listener
+            } else {
+                &self.listener
+            };
+            let Some(listener) = listener else {
                 return;
             };
             let (socket, peer) = match listener.accept() {
@@ -324,15 +366,25 @@ impl Reactor {
                     return;
                 }
             };
-            if self.clients >= self.settings.max_client_conns {
-                refuse_over_limit(socket, peer, self.settings.max_client_conns);
+            let (open, limit) = if admin {
+                (self.admin_clients, MAX_ADMIN_CONNS)
+            } else {
+                (self.clients, self.settings.max_client_conns)
+            };
+            if open >= limit {
+                refuse_over_limit(socket, peer, limit);
+                self.metrics.record_error(ErrorKind::OverClientLimit);
                 continue;
+            }
+            if !admin {
+                self.metrics.accepted_connections += 1;
             }
             // Heads and small bodies go out at once rather than waiting for
             // an ACK (Nagle's algorithm); writes are already coalesced.
             let _ = socket.set_nodelay(true);
             let client = Client {
                 peer,
+                admin,
                 inbuf: Buffer::with_capacity(self.settings.client_buffer_bytes),
                 out: Outbox::default(),
                 eof: false,
@@ -343,7 +395,11 @@ impl Reactor {
             };
             match self.insert(socket, Role::Client(client)) {
                 Ok(key) => {
-                    self.clients += 1;
+                    if admin {
+                        self.admin_clients += 1;
+                    } else {
+                        self.clients += 1;
+                    }
                     debug!("accepted {peer} as connection {key}");
                     // The client_header_ms clock starts now.
                     self.arm_timer(key);
@@ -404,7 +460,11 @@ impl Reactor {
         }
         match &conn.role {
             Role::Client(c) => {
-                self.clients -= 1;
+                if c.admin {
+                    self.admin_clients -= 1;
+                } else {
+                    self.clients -= 1;
+                }
                 trace!("closed client {} (connection {key})", c.peer);
             }
             Role::Upstream(u) => {
@@ -557,13 +617,30 @@ impl Reactor {
         self.arm_timer(key);
     }
 
+    /// The gauges the metrics pages show, read off the loop's state.
+    fn gauges(&self) -> Gauges {
+        let count = self.upstreams.addrs.len();
+        let idle: Vec<usize> = (0..count).map(|i| self.upstreams.pool.len_of(i)).collect();
+        Gauges {
+            uptime_seconds: self.epoch.elapsed().as_secs_f64(),
+            client_connections: self.clients,
+            upstream_active: (0..count)
+                .map(|i| self.upstreams.open[i].saturating_sub(idle[i]))
+                .collect(),
+            upstream_idle: idle,
+            upstream_queued: self.upstreams.waiting.iter().map(VecDeque::len).collect(),
+            buffer_bytes: self.stats.buffer_bytes,
+            requests_per_second: self.rate.per_second(self.now, self.metrics.requests),
+        }
+    }
+
     fn publish_stats(&mut self) {
         let Some(shared) = &self.shared_stats else {
             return;
         };
         self.stats.connections = self.conns.len();
         self.stats.client_connections = self.clients;
-        self.stats.upstream_connections = self.conns.len() - self.clients;
+        self.stats.upstream_connections = self.conns.len() - self.clients - self.admin_clients;
         self.stats.idle_upstream_connections = self.upstreams.pool.len();
         self.stats.queued_requests = self.upstreams.waiting.iter().map(VecDeque::len).sum();
         self.stats.timers = self.timers.len();
@@ -607,6 +684,7 @@ fn exchange_in(conns: &mut Slab<Conn>, key: usize) -> Result<&mut Exchange, Gone
 /// A proxy running on its own thread; dropped or `shutdown`, it stops.
 pub struct ProxyHandle {
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     stats: Arc<Mutex<Stats>>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -617,6 +695,11 @@ impl ProxyHandle {
     /// Where it listens (useful with `"listen": "127.0.0.1:0"`).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the metrics listener listens, when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// What the loop holds now (updated by the loop after every turn).
@@ -653,6 +736,7 @@ impl Drop for ProxyHandle {
 pub fn start(config: &Config) -> io::Result<ProxyHandle> {
     let mut reactor = Reactor::bind(config)?;
     let local_addr = reactor.local_addr();
+    let admin_addr = reactor.admin_addr();
     let waker = Arc::new(Waker::new(reactor.poll.registry(), WAKER)?);
     let stats = Arc::new(Mutex::new(Stats::default()));
     reactor.shared_stats = Some(stats.clone());
@@ -662,6 +746,7 @@ pub fn start(config: &Config) -> io::Result<ProxyHandle> {
         .spawn(move || reactor.run())?;
     Ok(ProxyHandle {
         local_addr,
+        admin_addr,
         stats,
         stop,
         waker,
@@ -676,5 +761,8 @@ pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
     reactor.config_path = config_path.map(Path::to_path_buf);
     reactor.listen_for_signals()?;
     info!("ferroxy listening on http://{}", reactor.local_addr());
+    if let Some(admin) = reactor.admin_addr() {
+        info!("metrics on http://{admin}/metrics, panel on http://{admin}/");
+    }
     reactor.run()
 }

@@ -23,7 +23,7 @@
 //!
 //! Lesson: `lessons/10-timers`.
 
-use log::{info, warn};
+use log::warn;
 
 use super::client::upstream_label;
 use super::{Reactor, exchange_in};
@@ -169,6 +169,7 @@ impl Reactor {
     /// A deadline passed: act on it, log it, and let the connection move
     /// (an answer of ours may now be written).
     fn timed_out(&mut self, key: usize, kind: TimeoutKind) {
+        self.metrics.record_timeout(kind);
         let what = kind.config_key();
         let (peer, role) = match &self.conns[key].role {
             Role::Client(c) => (c.peer.to_string(), "client"),
@@ -183,12 +184,12 @@ impl Reactor {
         let context = format!("{role} connection {key} ({peer}), upstream {upstream}");
         let outcome = match kind {
             TimeoutKind::Keepalive => {
-                info!("timeout {what}: closing idle {context}");
+                warn!("timeout {what}: closing idle {context}");
                 self.close(key);
                 return;
             }
             TimeoutKind::Linger | TimeoutKind::TunnelIdle => {
-                info!("timeout {what}: closing {context}");
+                warn!("timeout {what}: closing {context}");
                 let upstream = self.linked_upstream(key);
                 if let Some(upstream) = upstream {
                     self.close(upstream);

@@ -99,6 +99,7 @@ impl Reactor {
             ex.upstream_addr = Some(addr);
             ex.connect_started_ms = now;
         }
+        self.metrics.record_connect(index, false);
         let socket = match TcpStream::connect(addr) {
             Ok(socket) => socket,
             Err(e) => return self.connect_failed(key, &e),
@@ -160,6 +161,7 @@ impl Reactor {
         ex.upstream_addr = Some(addr);
         ex.reused = reused;
         ex.linked_ms = now;
+        ex.connected_ms = Some(now);
         ex.compose_request_head(peer.ip(), host);
         Ok(true)
     }
@@ -210,6 +212,11 @@ impl Reactor {
         let failed = ex.upstream_index;
         ex.upstream = None;
         ex.connect_failures += 1;
+        if let Some(counters) = self.metrics.upstreams.get_mut(failed) {
+            counters.connect_failures += 1;
+        }
+        self.metrics
+            .record_error(crate::metrics::ErrorKind::UpstreamRefused);
         warn!(
             "connect to upstream {} failed: {e}",
             super::client::upstream_label(ex)
