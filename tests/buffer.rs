@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
-use ferroxy::buffer::Buffer;
+use ferroxy::buffer::{Buffer, BufferPool};
 
 /// A reader that returns whatever the script says next.
 struct ScriptedReader {
@@ -63,7 +63,9 @@ fn write_out(buf: &mut Buffer, dst: &mut impl Write) -> io::Result<usize> {
 /// nothing is repeated, and the order holds.
 #[test]
 fn partial_reads_and_writes_keep_order() {
+    let mut pool = BufferPool::new(8, 4);
     let mut buf = Buffer::with_capacity(8);
+    buf.attach(&mut pool);
     let mut src = ScriptedReader {
         script: VecDeque::from(vec![Ok(b"abc".to_vec()), Ok(b"def".to_vec())]),
     };
@@ -90,7 +92,9 @@ fn partial_reads_and_writes_keep_order() {
 /// slides the tail down and the whole capacity is usable again.
 #[test]
 fn full_buffer_slides_when_drained_from_the_front() {
+    let mut pool = BufferPool::new(4, 4);
     let mut buf = Buffer::with_capacity(4);
+    buf.attach(&mut pool);
     let mut src = ScriptedReader {
         script: VecDeque::from(vec![Ok(b"123456".to_vec())]),
     };
@@ -108,7 +112,9 @@ fn full_buffer_slides_when_drained_from_the_front() {
 /// the next readiness event, not an error.
 #[test]
 fn would_block_is_returned_to_the_caller() {
+    let mut pool = BufferPool::new(4, 4);
     let mut buf = Buffer::with_capacity(4);
+    buf.attach(&mut pool);
     let mut src = ScriptedReader {
         script: VecDeque::from(vec![Err(io::ErrorKind::WouldBlock.into())]),
     };
@@ -132,4 +138,32 @@ fn would_block_is_returned_to_the_caller() {
         b"xy",
         "nothing is consumed by a blocked write"
     );
+}
+
+/// A buffer holds memory only while bytes wait in it: it takes a block
+/// from the pool when a read may come, and gives it back once drained, so
+/// an idle connection costs no buffer at all.
+#[test]
+fn memory_only_while_bytes_wait() {
+    let mut pool = BufferPool::new(16, 4);
+    let mut buf = Buffer::with_capacity(16);
+    assert_eq!(buf.allocated(), 0, "a new buffer holds no memory");
+    buf.attach(&mut pool);
+    assert_eq!(buf.allocated(), 16);
+    buf.read_from(&mut ScriptedReader {
+        script: VecDeque::from(vec![Ok(b"abc".to_vec())]),
+    })
+    .unwrap();
+    buf.detach_if_empty(&mut pool);
+    assert_eq!(buf.allocated(), 16, "bytes still wait: the memory stays");
+    buf.consume(3);
+    buf.detach_if_empty(&mut pool);
+    assert_eq!(buf.allocated(), 0, "drained: the memory goes back");
+    assert_eq!(
+        pool.spare_bytes(),
+        16,
+        "and waits in the pool for the next read"
+    );
+    buf.attach(&mut pool);
+    assert_eq!(pool.spare_bytes(), 0, "the next read reuses it");
 }

@@ -13,11 +13,12 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, trace, warn};
+use slab::Slab;
 
 use super::{Gone, Reactor, Step, client_in, exchange_in};
 use crate::access_log::{self, AccessLine};
 use crate::admin;
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, BufferPool};
 use crate::conn::{
     ClientPhase, Closing, Conn, Io, ReadOutcome, Role, Tunnel, Upstream, UpstreamPhase,
     WriteOutcome, read_into, write_two,
@@ -66,7 +67,12 @@ impl Reactor {
             self.close(key);
             return Err(Gone);
         }
-        match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+        match read_into(
+            &mut io.socket,
+            &mut io.ready,
+            &mut client.inbuf,
+            &mut self.buffers,
+        ) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 // A kept-alive connection was idle (keepalive_ms); from its
@@ -200,7 +206,12 @@ impl Reactor {
             progress = true;
         }
         if !client.eof {
-            match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+            match read_into(
+                &mut io.socket,
+                &mut io.ready,
+                &mut client.inbuf,
+                &mut self.buffers,
+            ) {
                 ReadOutcome::Data(n) => {
                     closing.discarded += n;
                     client.inbuf.clear();
@@ -254,7 +265,7 @@ impl Reactor {
         let Some(upstream_key) = ex.upstream else {
             return Ok(progress);
         };
-        let Some((cio, client, uio, up)) = self.pair_mut(key, upstream_key) else {
+        let Some((cio, client, uio, up)) = pair_in(&mut self.conns, key, upstream_key) else {
             return Ok(progress);
         };
         if up.phase != UpstreamPhase::Active {
@@ -268,9 +279,22 @@ impl Reactor {
             Ok(moved) => progress |= moved,
             Err(failure) => return self.handle_failure(key, failure),
         }
+        let body_cut_short = client.eof
+            && !ex.request_body_done()
+            && client.inbuf.is_empty()
+            && !ex.request_bytes_waiting();
+        if body_cut_short {
+            self.metrics.record_error(ErrorKind::ClientAborted);
+            return self.abort(key, "client closed before sending the whole request");
+        }
 
         if !up.eof {
-            match read_into(&mut uio.socket, &mut uio.ready, &mut up.inbuf) {
+            match read_into(
+                &mut uio.socket,
+                &mut uio.ready,
+                &mut up.inbuf,
+                &mut self.buffers,
+            ) {
                 ReadOutcome::Data(n) => {
                     *budget = budget.saturating_sub(n);
                     progress = true;
@@ -338,26 +362,23 @@ impl Reactor {
         if client.eof {
             return Ok(false);
         }
-        match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+        match read_into(
+            &mut io.socket,
+            &mut io.ready,
+            &mut client.inbuf,
+            &mut self.buffers,
+        ) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 Ok(true)
             }
             ReadOutcome::Eof => {
+                // Half-close: the client has said all it will say, but may
+                // still read. Whether it said enough is decided once the
+                // bytes already read are classified (see `exchange`): the
+                // last body bytes and the FIN often arrive together.
                 client.eof = true;
-                let ClientPhase::Exchanging(ex) = &mut client.phase else {
-                    return Ok(true);
-                };
-                if ex.request_body_done() {
-                    // Half-close: the client has said all it will say, but
-                    // still reads. It gets this response and those of any
-                    // requests already pipelined behind it, then we close
-                    // (see `finish_exchange`).
-                    Ok(true)
-                } else {
-                    self.metrics.record_error(ErrorKind::ClientAborted);
-                    self.abort(key, "client closed before sending the whole request")
-                }
+                Ok(true)
             }
             ReadOutcome::Blocked => Ok(false),
             ReadOutcome::Failed(e) => {
@@ -510,7 +531,7 @@ impl Reactor {
             self.close(key);
             return Err(Gone);
         };
-        let Some((cio, client, uio, up)) = self.pair_mut(key, upstream_key) else {
+        let Some((cio, client, uio, up)) = pair_in(&mut self.conns, key, upstream_key) else {
             self.close(key);
             return Err(Gone);
         };
@@ -518,6 +539,7 @@ impl Reactor {
             return Ok(false);
         };
         let mut progress = false;
+        let buffers = &mut self.buffers;
         let toward_upstream = pump(
             cio,
             &mut client.inbuf,
@@ -525,6 +547,7 @@ impl Reactor {
             uio,
             &mut tunnel.upstream_shut,
             budget,
+            buffers,
         );
         let toward_client = pump(
             uio,
@@ -533,6 +556,7 @@ impl Reactor {
             cio,
             &mut tunnel.client_shut,
             budget,
+            buffers,
         );
         for moved in [toward_upstream, toward_client] {
             match moved {
@@ -553,27 +577,28 @@ impl Reactor {
     fn is_exchanging(&mut self, key: usize) -> bool {
         exchange_in(&mut self.conns, key).is_ok()
     }
+}
 
-    /// Both ends of a client/upstream pair, borrowed at once.
-    pub(super) fn pair_mut(
-        &mut self,
-        client: usize,
-        upstream: usize,
-    ) -> Option<(&mut Io, &mut crate::conn::Client, &mut Io, &mut Upstream)> {
-        let (c, u) = self.conns.get2_mut(client, upstream)?;
-        match (c, u) {
-            (
-                Conn {
-                    io: cio,
-                    role: Role::Client(client),
-                },
-                Conn {
-                    io: uio,
-                    role: Role::Upstream(up),
-                },
-            ) => Some((cio, client, uio, up)),
-            _ => None,
-        }
+/// Both ends of a client/upstream pair, borrowed at once (borrowing only
+/// the slab, so the buffer pool stays usable).
+fn pair_in(
+    conns: &mut Slab<Conn>,
+    client: usize,
+    upstream: usize,
+) -> Option<(&mut Io, &mut crate::conn::Client, &mut Io, &mut Upstream)> {
+    let (c, u) = conns.get2_mut(client, upstream)?;
+    match (c, u) {
+        (
+            Conn {
+                io: cio,
+                role: Role::Client(client),
+            },
+            Conn {
+                io: uio,
+                role: Role::Upstream(up),
+            },
+        ) => Some((cio, client, uio, up)),
+        _ => None,
     }
 }
 
@@ -586,10 +611,11 @@ fn pump(
     to: &mut Io,
     to_shut: &mut bool,
     budget: &mut usize,
+    buffers: &mut BufferPool,
 ) -> io::Result<bool> {
     let mut progress = false;
     if !*from_eof {
-        match read_into(&mut from.socket, &mut from.ready, buf) {
+        match read_into(&mut from.socket, &mut from.ready, buf, buffers) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 progress = true;

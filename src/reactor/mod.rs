@@ -45,7 +45,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::balance::RoundRobin;
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, BufferPool};
 use crate::config::{Config, Timeouts};
 use crate::conn::{Client, ClientPhase, Conn, Io, Outbox, Readiness, Role, UpstreamPhase};
 use crate::exchange::Exchange;
@@ -65,6 +65,9 @@ const TURN_BUDGET: usize = 64 * 1024;
 /// Kept apart from `max_client_conns`, so the figures stay readable while
 /// the proxy itself is full.
 const MAX_ADMIN_CONNS: usize = 64;
+
+/// Spare buffers kept for reuse (16 KiB each by default: 4 MiB).
+const SPARE_BUFFERS: usize = 256;
 
 /// How many events one `poll` call can return.
 const EVENTS_PER_POLL: usize = 1024;
@@ -89,6 +92,8 @@ pub struct Stats {
     pub timers: usize,
     /// Bytes of buffer memory held right now, all connections together.
     pub buffer_bytes: usize,
+    /// Bytes in spare buffers waiting in the pool for the next transfer.
+    pub spare_buffer_bytes: usize,
     /// The most `buffer_bytes` has ever been.
     pub peak_buffer_bytes: usize,
     /// Requests that reached the end of their exchange (any status).
@@ -186,6 +191,8 @@ pub struct Reactor {
     /// Connections that used up their turn's budget with work left.
     ready: VecDeque<ConnId>,
     clients: usize,
+    /// Where every connection's buffer memory comes from and returns to.
+    buffers: BufferPool,
     metrics: Metrics,
     rate: RateWindow,
     /// The reactor's clock: milliseconds since `epoch`, read once per turn
@@ -233,6 +240,10 @@ impl Reactor {
             listen_addr,
             admin_listener,
             admin_clients: 0,
+            buffers: BufferPool::new(
+                Settings::from_config(config).client_buffer_bytes,
+                SPARE_BUFFERS,
+            ),
             metrics: Metrics::new(&config.upstream_addrs()),
             rate: RateWindow::default(),
             conns: Slab::with_capacity(1024),
@@ -453,8 +464,10 @@ impl Reactor {
         if !self.conns.contains(key) {
             return;
         }
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
         self.stats.buffer_bytes -= conn.io.accounted;
+        conn.inbuf().clear();
+        conn.inbuf().detach_if_empty(&mut self.buffers);
         if let Some(timer) = conn.io.timer {
             self.timers.cancel(timer.id);
         }
@@ -595,6 +608,14 @@ impl Reactor {
             io.seen_writes = io.ready.writes;
             io.last_write_ms = self.now;
         }
+        // Memory only while bytes are in flight: an empty buffer goes back
+        // to the pool, and an idle client keeps no head buffer either.
+        conn.inbuf().detach_if_empty(&mut self.buffers);
+        if let Role::Client(client) = &mut conn.role
+            && matches!(client.phase, ClientPhase::ReadingHead)
+        {
+            client.out.release_if_empty();
+        }
         let wanted = conn.desired_interest();
         if conn.io.registered != Some(wanted) {
             trace!(
@@ -644,6 +665,7 @@ impl Reactor {
         self.stats.idle_upstream_connections = self.upstreams.pool.len();
         self.stats.queued_requests = self.upstreams.waiting.iter().map(VecDeque::len).sum();
         self.stats.timers = self.timers.len();
+        self.stats.spare_buffer_bytes = self.buffers.spare_bytes();
         if let Ok(mut published) = shared.lock() {
             *published = self.stats;
         }
