@@ -128,9 +128,16 @@ impl Buffer {
         Ok(n)
     }
 
-    /// Free space a `read_from` would offer right now (after sliding).
+    /// Exactly what the next `read_from` offers the socket: the tail after
+    /// `end`, or, when the tail is used up and bytes were consumed from the
+    /// front, everything free (it slides first). A read that returns fewer
+    /// bytes than this has emptied the socket; see `conn::read_into`.
     pub fn space(&self) -> usize {
-        self.capacity() - self.len()
+        if self.end == self.limit && self.start > 0 {
+            self.limit - self.len()
+        } else {
+            self.limit - self.end
+        }
     }
 
     /// Drop everything waiting (the connection is being reset).

@@ -41,6 +41,9 @@ pub struct Readiness {
     /// Then a short read does not mean "drained": the EOF is still to be
     /// read, and no further edge will come to announce it.
     pub peer_closed: bool,
+    /// Waiting in the reactor's ready queue (so it is queued once, not
+    /// once per turn it ran out of budget).
+    pub queued: bool,
     /// Reads and writes that moved bytes, so far. The reactor notes the
     /// time whenever these move: that is "progress" for the read and write
     /// timeouts, without the pumps ever reading a clock.

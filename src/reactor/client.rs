@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, trace, warn};
 use slab::Slab;
 
-use super::{Gone, Reactor, Step, client_in, exchange_in};
+use super::{Gone, Progress, Reactor, client_in, exchange_in};
 use crate::access_log::{self, AccessLine};
 use crate::admin;
 use crate::buffer::{Buffer, BufferPool};
@@ -35,7 +35,7 @@ const LINGER_LIMIT: usize = 1024 * 1024;
 impl Reactor {
     /// `ReadingHead`: read until a whole request head is in, then start
     /// its exchange, or refuse it.
-    pub(super) fn read_head(&mut self, key: usize, budget: &mut usize) -> Step {
+    pub(super) fn read_head(&mut self, key: usize, budget: &mut usize) -> Progress {
         let limits = self.settings.head_limits;
         let now = self.now;
         let (io, client) = client_in(&mut self.conns, key)?;
@@ -95,7 +95,7 @@ impl Reactor {
 
     /// A bad request: answer with its status and close (the upstream never
     /// hears of it).
-    fn refuse(&mut self, key: usize, e: RequestError) -> Step {
+    fn refuse(&mut self, key: usize, e: RequestError) -> Progress {
         let (_, client) = client_in(&mut self.conns, key)?;
         warn!(
             "refused request from {}: {} ({})",
@@ -137,7 +137,7 @@ impl Reactor {
 
     /// A request on the metrics listener: answer it from the metrics, and
     /// close (see `src/admin.rs`).
-    fn serve_admin(&mut self, key: usize, head: RequestHead) -> Step {
+    fn serve_admin(&mut self, key: usize, head: RequestHead) -> Progress {
         let gauges = self.gauges();
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
@@ -171,6 +171,7 @@ impl Reactor {
             // Unread request bytes are moot now; `Closing` discards the rest.
             client.inbuf.clear();
             write_error_response(status, &[], client.out.compose());
+            trace!("connection {key}: answering {status} -> closing");
             client.phase = ClientPhase::Closing(Closing {
                 since_ms: now,
                 fin_sent: false,
@@ -181,7 +182,7 @@ impl Reactor {
 
     /// `Closing`: write the last answer, send FIN, and discard what the
     /// client still sends until it closes too.
-    pub(super) fn linger(&mut self, key: usize) -> Step {
+    pub(super) fn linger(&mut self, key: usize) -> Progress {
         let (io, client) = client_in(&mut self.conns, key)?;
         let ClientPhase::Closing(closing) = &mut client.phase else {
             return Ok(false);
@@ -236,7 +237,7 @@ impl Reactor {
     }
 
     /// A request head arrived: pick an upstream and get a connection to it.
-    fn begin_exchange(&mut self, key: usize, head: RequestHead) -> Step {
+    fn begin_exchange(&mut self, key: usize, head: RequestHead) -> Progress {
         let index = self.upstreams.balancer.pick();
         let draining = self.draining_until.is_some();
         let now = self.now;
@@ -250,7 +251,7 @@ impl Reactor {
     }
 
     /// `Exchanging`: move both directions of a request as far as they go.
-    pub(super) fn exchange(&mut self, key: usize, budget: &mut usize) -> Step {
+    pub(super) fn exchange(&mut self, key: usize, budget: &mut usize) -> Progress {
         // Each sub-step may end the exchange (a 502, a retry elsewhere...);
         // then the phase has changed and `drive` must dispatch on the new one.
         let mut progress = self.finish_connect(key)?;
@@ -338,7 +339,7 @@ impl Reactor {
     }
 
     /// The 101 reached the client: from now on, bytes are bytes.
-    fn begin_tunnel(&mut self, key: usize, upstream_key: usize) -> Step {
+    fn begin_tunnel(&mut self, key: usize, upstream_key: usize) -> Progress {
         self.log_exchange(key);
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
@@ -357,7 +358,7 @@ impl Reactor {
     /// Read request bytes from the client during an exchange: the rest of
     /// the body, or the next pipelined request (read ahead, up to the
     /// buffer's size).
-    fn read_client(&mut self, key: usize, budget: &mut usize) -> Step {
+    fn read_client(&mut self, key: usize, budget: &mut usize) -> Progress {
         let (io, client) = client_in(&mut self.conns, key)?;
         if client.eof {
             return Ok(false);
@@ -389,7 +390,7 @@ impl Reactor {
     }
 
     /// Decide what a [`Failure`] means for this exchange.
-    fn handle_failure(&mut self, key: usize, failure: Failure) -> Step {
+    fn handle_failure(&mut self, key: usize, failure: Failure) -> Progress {
         self.metrics.record_error(match &failure {
             Failure::BadRequestBody(_) => ErrorKind::BadRequest,
             Failure::UpstreamWrite(_) | Failure::UpstreamRead(_) | Failure::UpstreamClosedEarly => {
@@ -427,7 +428,7 @@ impl Reactor {
 
     /// The proxy answers the client itself (502, 400, 504, ...) and closes
     /// it; the upstream connection, if any, is closed, never pooled.
-    pub(super) fn fail(&mut self, key: usize, status: u16, why: &str) -> Step {
+    pub(super) fn fail(&mut self, key: usize, status: u16, why: &str) -> Progress {
         let ex = exchange_in(&mut self.conns, key)?;
         ex.status = status;
         ex.response_bytes += error_response_len(status) as u64;
@@ -444,7 +445,7 @@ impl Reactor {
 
     /// Nothing sensible can be said to the client any more (the response
     /// has begun, or the client is gone): close both connections.
-    pub(super) fn abort(&mut self, key: usize, why: &str) -> Step {
+    pub(super) fn abort(&mut self, key: usize, why: &str) -> Progress {
         let upstream = self.linked_upstream(key);
         if let Ok((_, client)) = client_in(&mut self.conns, key) {
             warn!("closing connection from {}: {why}", client.peer);
@@ -462,7 +463,7 @@ impl Reactor {
     /// The response is complete: log it, return the upstream connection to
     /// the pool if it can be reused, and wait for the client's next request
     /// (or close).
-    fn finish_exchange(&mut self, key: usize) -> Step {
+    fn finish_exchange(&mut self, key: usize) -> Progress {
         self.log_exchange(key);
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
@@ -476,11 +477,14 @@ impl Reactor {
         client.head_started_ms = (!client.inbuf.is_empty()).then_some(now);
         // A client that half-closed is done once no request of its is left.
         if ex.close_client || (client.eof && client.inbuf.is_empty()) {
+            trace!("connection {key}: response complete -> closing");
             client.phase = ClientPhase::Closing(Closing {
                 since_ms: now,
                 fin_sent: false,
                 discarded: 0,
             });
+        } else {
+            trace!("connection {key}: response complete -> reading head (keep-alive)");
         }
         if let Some(upstream) = ex.upstream {
             self.release_upstream(upstream, ex.upstream_reusable);
@@ -526,7 +530,7 @@ impl Reactor {
 
     /// `Tunnel`: copy bytes both ways with the same buffers and the same
     /// backpressure; pass each side's FIN on; close when both are done.
-    pub(super) fn tunnel(&mut self, key: usize, budget: &mut usize) -> Step {
+    pub(super) fn tunnel(&mut self, key: usize, budget: &mut usize) -> Progress {
         let Some(upstream_key) = self.linked_upstream(key) else {
             self.close(key);
             return Err(Gone);

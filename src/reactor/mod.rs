@@ -105,7 +105,7 @@ struct Gone;
 
 /// What a step did: `Ok(true)` moved something (try again), `Ok(false)`
 /// must wait for readiness, `Err(Gone)` closed the client.
-type Step = Result<bool, Gone>;
+type Progress = Result<bool, Gone>;
 
 /// Settings the loop reads on every request, taken from the config (at
 /// start, and again on reload).
@@ -319,6 +319,7 @@ impl Reactor {
                     break;
                 };
                 if self.is_current(id) {
+                    self.conns[id.key].io.ready.queued = false;
                     self.drive(id.key);
                 }
             }
@@ -421,7 +422,8 @@ impl Reactor {
     }
 
     /// Put a socket in the slab and register it, READABLE and WRITABLE
-    /// (see [`Conn::desired_interest`] for why WRITABLE stays on).
+    /// (see [`Conn::desired_interest`] for why WRITABLE stays on). It is
+    /// never deregistered: closing it is enough (see [`Reactor::close`]).
     fn insert(&mut self, mut socket: TcpStream, role: Role) -> io::Result<usize> {
         let entry = self.conns.vacant_entry();
         let id = ConnId {
@@ -516,6 +518,17 @@ impl Reactor {
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             conn.io.ready.writable = true;
         }
+        trace!(
+            "event for connection {} ({}): readable {} writable {} closed {}",
+            id.key,
+            match &conn.role {
+                Role::Client(_) => "client",
+                Role::Upstream(_) => "upstream",
+            },
+            event.is_readable(),
+            event.is_writable(),
+            event.is_read_closed()
+        );
         match &conn.role {
             Role::Client(_) => self.drive(id.key),
             // Idle pooled connections stay registered WRITABLE too (changing
@@ -555,8 +568,12 @@ impl Reactor {
             match step {
                 Ok(true) if budget > 0 => continue,
                 Ok(true) => {
-                    // Out of budget with work left: finish next turn.
-                    if let Some(conn) = self.conns.get(client) {
+                    // Out of budget with work left: finish next turn (once,
+                    // however many events it gets meanwhile).
+                    if let Some(conn) = self.conns.get_mut(client)
+                        && !conn.io.ready.queued
+                    {
+                        conn.io.ready.queued = true;
                         self.ready.push_back(conn.io.id);
                     }
                     break;
