@@ -353,7 +353,8 @@ fn the_rust_scanner_finds_every_kind_of_item() {
 }
 
 /// The convention, run on a small lesson: a path governs the backticked
-/// names after it in its paragraph or list item, up to the next path; names
+/// names after it in its paragraph or list item (nested items included),
+/// up to the next path; names
 /// before any path, qualified by a lowercase path (`mio::...`), written as
 /// code rather than a bare name, or inside a fenced block are not tied to a
 /// file.
@@ -368,6 +369,8 @@ fn a_path_governs_names_until_the_next_path() {
   `settle` and `mio::Registry::reregister` (foreign, qualified) and
   `epoll_ctl(2)` (not a bare name); `src/conn.rs` then `read_into`.
 - `src/token.rs` + `ConnId`, `TOKEN_BITS`, but not `x == 0` or `Ok(0)`.
+  1. A nested item belongs to its parent: `ConnId::token`.
+- `Outside` is a new item again.
 
 ```rust
 `src/fenced.rs` `Fenced` is inside a code block
@@ -388,7 +391,10 @@ fn a_path_governs_names_until_the_next_path() {
         vec![
             ("src/reactor.rs", vec!["Reactor::drive", "settle"]),
             ("src/conn.rs", vec!["read_into"]),
-            ("src/token.rs", vec!["ConnId", "TOKEN_BITS"]),
+            (
+                "src/token.rs",
+                vec!["ConnId", "TOKEN_BITS", "ConnId::token"]
+            ),
         ]
     );
     assert_eq!(
@@ -451,11 +457,14 @@ fn assert_no_failures(what: &str, failures: Vec<String>) {
     );
 }
 
-/// One paragraph, list item or heading of a markdown file, fenced code
-/// blocks left out, with the line it starts on (1-based).
+/// One paragraph, list item (with its nested items) or heading of a
+/// markdown file, fenced code blocks left out, with the line it starts on
+/// (1-based).
 struct Block {
     line: usize,
     text: String,
+    /// For a list item, the indentation of its marker.
+    item_indent: Option<usize>,
 }
 
 fn blocks(markdown: &str) -> Vec<Block> {
@@ -464,6 +473,7 @@ fn blocks(markdown: &str) -> Vec<Block> {
     let mut in_fence = false;
     for (i, line) in markdown.lines().enumerate() {
         let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
         let fence = trimmed.starts_with("```") || trimmed.starts_with("~~~");
         if fence || in_fence || trimmed.is_empty() {
             if fence {
@@ -472,12 +482,17 @@ fn blocks(markdown: &str) -> Vec<Block> {
             blocks.extend(current.take());
             continue;
         }
-        let starts_block = trimmed.starts_with('#')
-            || trimmed.starts_with('|')
-            || trimmed.starts_with("- ")
+        let list_item = trimmed.starts_with("- ")
             || trimmed.starts_with("* ")
             || trimmed.starts_with("+ ")
             || starts_numbered_item(trimmed);
+        let nested = list_item
+            && current
+                .as_ref()
+                .and_then(|b| b.item_indent)
+                .is_some_and(|outer| indent > outer);
+        let starts_block =
+            trimmed.starts_with('#') || trimmed.starts_with('|') || (list_item && !nested);
         if starts_block {
             blocks.extend(current.take());
         }
@@ -490,6 +505,7 @@ fn blocks(markdown: &str) -> Vec<Block> {
                 current = Some(Block {
                     line: i + 1,
                     text: trimmed.to_string(),
+                    item_indent: list_item.then_some(indent),
                 })
             }
         }
@@ -556,7 +572,7 @@ struct Reference {
 ///
 /// 1. A backticked path `src/...rs` or `tests/...rs` names a file.
 /// 2. It *governs* the backticked names after it in the same paragraph or
-///    list item, up to the next backticked path.
+///    list item (with its nested items), up to the next backticked path.
 /// 3. A governed name is one of `Type::member`, `CamelCase`,
 ///    `SCREAMING_CASE` or `snake_case`, and must be defined in that file.
 /// 4. Anything else in backticks is prose: code with spaces, calls or
