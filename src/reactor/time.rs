@@ -23,7 +23,7 @@
 //!
 //! Lesson: `lessons/10-timers`.
 
-use log::warn;
+use log::{trace, warn};
 
 use super::client::upstream_label;
 use super::{Reactor, exchange_in};
@@ -128,7 +128,7 @@ impl Reactor {
     /// fire, find nothing due, and be set again), so a deadline that keeps
     /// moving later costs no wheel operation at all.
     pub(super) fn arm_timer(&mut self, key: usize) {
-        let Some((deadline, _)) = self.deadline_of(key) else {
+        let Some((deadline, kind)) = self.deadline_of(key) else {
             return;
         };
         let Some(conn) = self.conns.get_mut(key) else {
@@ -139,7 +139,15 @@ impl Reactor {
                 return;
             }
             self.timers.cancel(armed.id);
+            trace!(
+                "connection {key}: timer at {} ms cancelled (an earlier deadline came)",
+                armed.deadline_ms
+            );
         }
+        trace!(
+            "connection {key}: timer set for {} at {deadline} ms",
+            kind.config_key()
+        );
         let id = self.timers.insert(deadline, conn.io.id);
         conn.io.timer = Some(ArmedTimer {
             id,
@@ -159,9 +167,19 @@ impl Reactor {
             }
             self.conns[id.key].io.timer = None;
             match self.deadline_of(id.key) {
-                Some((at, kind)) if at <= self.now => self.timed_out(id.key, kind),
+                Some((at, kind)) if at <= self.now => {
+                    trace!(
+                        "connection {}: timer fired, {} is due",
+                        id.key,
+                        kind.config_key()
+                    );
+                    self.timed_out(id.key, kind)
+                }
                 // Moved later since the timer was set: set it again.
-                _ => self.arm_timer(id.key),
+                _ => {
+                    trace!("connection {}: timer fired early, nothing due yet", id.key);
+                    self.arm_timer(id.key)
+                }
             }
         }
     }
