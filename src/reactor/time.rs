@@ -199,7 +199,16 @@ impl Reactor {
         let can_answer = exchange_in(&mut self.conns, key).is_ok_and(|ex| ex.can_answer_error());
         let sending_body =
             exchange_in(&mut self.conns, key).is_ok_and(|ex| !ex.request_body_done());
-        let context = format!("{role} connection {key} ({peer}), upstream {upstream}");
+        let context = format!("{role} connection {key} ({peer})");
+        // Answers of ours log through `fail` (one line, with the upstream);
+        // quiet closes log here.
+        let answer = |this: &mut Reactor, status: u16, what_happened: &str| {
+            this.fail(
+                key,
+                status,
+                &format!("timeout {what}: {what_happened} on {context}"),
+            )
+        };
         let outcome = match kind {
             TimeoutKind::Keepalive => {
                 warn!("timeout {what}: closing idle {context}");
@@ -207,7 +216,7 @@ impl Reactor {
                 return;
             }
             TimeoutKind::Linger | TimeoutKind::TunnelIdle => {
-                warn!("timeout {what}: closing {context}");
+                warn!("timeout {what}: closing {context}, upstream {upstream}");
                 let upstream = self.linked_upstream(key);
                 if let Some(upstream) = upstream {
                     self.close(upstream);
@@ -220,40 +229,23 @@ impl Reactor {
                 self.refuse_without_head(key, 408);
                 Ok(true)
             }
-            TimeoutKind::Queue => {
-                warn!("timeout {what}: no connection slot freed, answering 503 on {context}");
-                self.fail(key, 503, "queued past connect_ms")
-            }
-            TimeoutKind::Connect => {
-                warn!("timeout {what}: connect did not complete, answering 504 on {context}");
-                self.fail(key, 504, "upstream connect timed out")
-            }
+            TimeoutKind::Queue => answer(self, 503, "no connection slot freed"),
+            TimeoutKind::Connect => answer(self, 504, "connect did not complete"),
             TimeoutKind::Total if sending_body => {
-                warn!("timeout {what}: client still sending its body, answering 408 on {context}");
-                self.fail(key, 408, "request body not received within total_ms")
+                answer(self, 408, "client still sending its body")
             }
-            TimeoutKind::Total => {
-                warn!("timeout {what}: no response head, answering 504 on {context}");
-                self.fail(key, 504, "no response head within total_ms")
-            }
+            TimeoutKind::Total => answer(self, 504, "no response head"),
             TimeoutKind::ClientBody if can_answer => {
-                warn!(
-                    "timeout {what}: client stalled sending its body, answering 408 on {context}"
-                );
-                self.fail(key, 408, "client stalled sending its body")
+                answer(self, 408, "client stalled sending its body")
             }
-            TimeoutKind::UpstreamRead if can_answer => {
-                warn!("timeout {what}: upstream sent nothing, answering 504 on {context}");
-                self.fail(key, 504, "upstream read timed out")
-            }
+            TimeoutKind::UpstreamRead if can_answer => answer(self, 504, "upstream sent nothing"),
             TimeoutKind::Write if can_answer => {
-                warn!(
-                    "timeout {what}: upstream stopped reading the request, answering 504 on {context}"
-                );
-                self.fail(key, 504, "upstream stopped reading the request")
+                answer(self, 504, "upstream stopped reading the request")
             }
             TimeoutKind::ClientBody | TimeoutKind::UpstreamRead | TimeoutKind::Write => {
-                warn!("timeout {what}: response already under way, closing {context}");
+                warn!(
+                    "timeout {what}: response already under way, closing {context}, upstream {upstream}"
+                );
                 self.abort(key, &format!("timeout {what}"))
             }
         };
