@@ -30,6 +30,21 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub logging: Logging,
+    /// The metrics/admin listener; off when absent.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    /// Reactor threads, each its own single poll loop on its own
+    /// `SO_REUSEPORT` listener (the kernel spreads new connections).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address for `/metrics`, `/metrics.json` and the `/` panel, e.g.
+    /// "127.0.0.1:9090". Keep it private: it tells anyone what the proxy does.
+    pub listen: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -92,6 +107,9 @@ fn default_client_header_ms() -> u64 {
 }
 fn default_keepalive_ms() -> u64 {
     60_000
+}
+fn default_workers() -> usize {
+    1
 }
 fn default_tunnel_idle_ms() -> u64 {
     300_000
@@ -252,6 +270,11 @@ impl Config {
             l.max_header_bytes, l.buffer_bytes
         ));
         out.push_str(&format!("logging     level {}\n", self.logging.level));
+        out.push_str(&format!("workers     {}\n", self.workers));
+        match &self.metrics {
+            Some(m) => out.push_str(&format!("metrics     http://{}/metrics\n", m.listen)),
+            None => out.push_str("metrics     off\n"),
+        }
         out
     }
 
@@ -269,6 +292,22 @@ impl Config {
             return Err(fail(format!(
                 "listen: {:?} is not an address like \"127.0.0.1:8080\" ({err})",
                 self.listen
+            )));
+        }
+
+        if let Some(metrics) = &self.metrics
+            && let Err(err) = metrics.listen.parse::<SocketAddr>()
+        {
+            return Err(fail(format!(
+                "metrics.listen: {:?} is not an address like \"127.0.0.1:9090\" ({err})",
+                metrics.listen
+            )));
+        }
+
+        if !(1..=64).contains(&self.workers) {
+            return Err(fail(format!(
+                "workers: {} is out of range (1 to 64; one per core is plenty)",
+                self.workers
             )));
         }
 

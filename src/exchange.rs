@@ -108,6 +108,12 @@ pub struct Exchange {
     pub response: ResponseState,
     /// The final status sent to the client (or 0 before there is one).
     pub status: u16,
+    /// The status the upstream itself answered (its final head), if any.
+    pub upstream_status: Option<u16>,
+    /// When the final response head arrived (reactor clock, ms).
+    pub response_head_ms: Option<u64>,
+    /// When the upstream connection was ready (connected, or reused).
+    pub connected_ms: Option<u64>,
     /// Bytes written to the client: heads and body.
     pub response_bytes: u64,
     /// The client connection closes after this response.
@@ -145,6 +151,9 @@ impl Exchange {
             request_body_bytes: 0,
             response: ResponseState::AwaitingHead,
             status: 0,
+            upstream_status: None,
+            response_head_ms: None,
+            connected_ms: None,
             response_bytes: 0,
             close_client,
             upstream_reusable: false,
@@ -364,6 +373,7 @@ impl Exchange {
             };
             write_response_head(&head, &side, out.compose());
             self.status = 101;
+            self.upstream_status = Some(101);
             self.response = ResponseState::Switching;
         } else if head.is_informational() {
             // 100 Continue and friends: an HTTP/1.0 client does not know
@@ -390,6 +400,7 @@ impl Exchange {
             };
             write_response_head(&head, &side, out.compose());
             self.status = head.status;
+            self.upstream_status = Some(head.status);
             self.response = ResponseState::Body {
                 reader: BodyReader::new(head.body),
                 pending: 0,

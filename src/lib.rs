@@ -40,6 +40,10 @@ pub mod conn;
 pub mod exchange;
 /// The `mio::Poll` loop: accept, dispatch, timers, signals, backpressure (lessons 03, 09, 10, 14).
 pub mod reactor;
+/// Counters and a latency histogram owned by the loop (lesson 13).
+pub mod metrics;
+/// The metrics listener's pages: Prometheus text, JSON, HTML panel (lesson 13).
+pub mod admin;
 /// One line per request (lesson 14).
 pub mod access_log;
 

@@ -8,9 +8,10 @@
 //! least likely to have been closed by the upstream's own idle timeout).
 //!
 //! Sans-IO bookkeeping only: the pool holds slab keys; the sockets stay in
-//! the reactor's slab, registered READABLE, because any event on an idle
-//! connection means the upstream closed it (or broke protocol) and it must
-//! go at once (lesson `12-keepalive-and-pool`).
+//! the reactor's slab, registered as they were (READABLE and WRITABLE, so
+//! parking and reusing cost no `epoll_ctl`), because any readable event on an
+//! idle connection means the upstream closed it (or broke protocol) and it
+//! must go at once (lesson `12-keepalive-and-pool`).
 
 /// Idle connection keys, one LIFO stack per upstream.
 #[derive(Debug)]
@@ -67,6 +68,11 @@ impl IdlePool {
     /// A reload changed the limit: applies from the next `park` on.
     pub fn set_max_per_upstream(&mut self, max: usize) {
         self.max_per_upstream = max;
+    }
+
+    /// Idle connections to one upstream.
+    pub fn len_of(&self, upstream: usize) -> usize {
+        self.per_upstream.get(upstream).map_or(0, Vec::len)
     }
 
     /// Idle connections, all upstreams together.

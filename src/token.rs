@@ -18,6 +18,14 @@ pub const LISTENER: Token = Token(usize::MAX);
 pub const WAKER: Token = Token(usize::MAX - 1);
 /// Signals (SIGTERM, SIGINT, SIGHUP), delivered through a pipe.
 pub const SIGNALS: Token = Token(usize::MAX - 2);
+/// The metrics/admin listener.
+pub const ADMIN_LISTENER: Token = Token(usize::MAX - 3);
+
+// The generation takes the upper 32 bits of the token.
+const _: () = assert!(
+    usize::BITS >= 64,
+    "tokens pack key and generation into 64 bits"
+);
 
 /// A connection's slab key plus the generation it was created in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,7 +42,7 @@ impl ConnId {
     /// The connection a token names; `None` for the listener, the waker
     /// and the signal pipe.
     pub fn from_token(token: Token) -> Option<ConnId> {
-        if token == LISTENER || token == WAKER || token == SIGNALS {
+        if token == LISTENER || token == WAKER || token == SIGNALS || token == ADMIN_LISTENER {
             return None;
         }
         Some(ConnId {

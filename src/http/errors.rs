@@ -17,9 +17,15 @@ pub fn reason(status: u16) -> &'static str {
         100 => "Continue",
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
         304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -92,4 +98,12 @@ pub(crate) fn write_decimal(mut n: u64, buf: &mut [u8]) -> &[u8] {
         }
     }
     &buf[start..]
+}
+
+/// The size of [`write_error_response`]'s answer for `status` (no extra
+/// headers), for the access log.
+pub fn error_response_len(status: u16) -> usize {
+    let mut answer = Vec::new();
+    write_error_response(status, &[], &mut answer);
+    answer.len()
 }

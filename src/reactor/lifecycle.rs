@@ -141,6 +141,7 @@ impl Reactor {
                     self.upstreams.waiting[index].push_back(id);
                 }
             }
+            self.metrics.set_upstreams(&self.upstreams.addrs);
             self.slots_freed = true;
         } else {
             self.upstreams
@@ -148,6 +149,7 @@ impl Reactor {
                 .set_max_per_upstream(config.limits.max_idle_per_upstream);
         }
         self.settings = Settings::from_config(config);
+        self.buffers.resize(self.settings.client_buffer_bytes);
         log::set_max_level(config.log_level());
         info!(
             "reloaded config: {} upstreams ({}), timeouts and limits apply to new requests",

@@ -45,20 +45,29 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::balance::RoundRobin;
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, BufferPool};
 use crate::config::{Config, Timeouts};
 use crate::conn::{Client, ClientPhase, Conn, Io, Outbox, Readiness, Role, UpstreamPhase};
 use crate::exchange::Exchange;
 use crate::http::errors::write_error_response;
 use crate::http::head::HeadLimits;
+use crate::metrics::{ErrorKind, Gauges, Metrics, RateWindow};
 use crate::pool::IdlePool;
 use crate::timer::TimerWheel;
-use crate::token::{ConnId, LISTENER, SIGNALS, WAKER};
+use crate::token::{ADMIN_LISTENER, ConnId, LISTENER, SIGNALS, WAKER};
 
 /// Bytes one connection may read per turn before the others get theirs.
 /// Without a budget, one fast download keeps the loop busy with a single
 /// socket while a thousand small requests wait.
 const TURN_BUDGET: usize = 64 * 1024;
+
+/// Connections the metrics listener serves at once (beyond: refused).
+/// Kept apart from `max_client_conns`, so the figures stay readable while
+/// the proxy itself is full.
+const MAX_ADMIN_CONNS: usize = 64;
+
+/// Spare buffers kept for reuse (16 KiB each by default: 4 MiB).
+const SPARE_BUFFERS: usize = 256;
 
 /// How many events one `poll` call can return.
 const EVENTS_PER_POLL: usize = 1024;
@@ -83,6 +92,8 @@ pub struct Stats {
     pub timers: usize,
     /// Bytes of buffer memory held right now, all connections together.
     pub buffer_bytes: usize,
+    /// Bytes in spare buffers waiting in the pool for the next transfer.
+    pub spare_buffer_bytes: usize,
     /// The most `buffer_bytes` has ever been.
     pub peak_buffer_bytes: usize,
     /// Requests that reached the end of their exchange (any status).
@@ -94,7 +105,7 @@ struct Gone;
 
 /// What a step did: `Ok(true)` moved something (try again), `Ok(false)`
 /// must wait for readiness, `Err(Gone)` closed the client.
-type Step = Result<bool, Gone>;
+type Progress = Result<bool, Gone>;
 
 /// Settings the loop reads on every request, taken from the config (at
 /// start, and again on reload).
@@ -169,6 +180,9 @@ pub struct Reactor {
     /// `None` once shutting down: no new connections.
     listener: Option<TcpListener>,
     listen_addr: SocketAddr,
+    /// The metrics listener (`metrics.listen`), on this same loop.
+    admin_listener: Option<TcpListener>,
+    admin_clients: usize,
     conns: Slab<Conn>,
     /// Stamped into each new connection's token (see [`crate::token`]).
     next_generation: u32,
@@ -177,6 +191,10 @@ pub struct Reactor {
     /// Connections that used up their turn's budget with work left.
     ready: VecDeque<ConnId>,
     clients: usize,
+    /// Where every connection's buffer memory comes from and returns to.
+    buffers: BufferPool,
+    metrics: Metrics,
+    rate: RateWindow,
     /// The reactor's clock: milliseconds since `epoch`, read once per turn
     /// (reading it per event would cost nothing in syscalls, thanks to the
     /// vDSO, but one value per turn keeps every decision in a turn
@@ -199,15 +217,43 @@ pub struct Reactor {
 impl Reactor {
     /// Bind the listener and set up the loop (nothing runs yet).
     pub fn bind(config: &Config) -> io::Result<Reactor> {
+        Reactor::bind_worker(config, false, true)
+    }
+
+    /// The same for one of several workers: `shared_port` binds with
+    /// `SO_REUSEPORT`, so each worker has its own listener on one address
+    /// and the kernel spreads new connections over them; only the worker
+    /// with `metrics` opens the metrics listener.
+    fn bind_worker(config: &Config, shared_port: bool, metrics: bool) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen_addr())?;
+        let mut listener = listen(config.listen_addr(), shared_port)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listen_addr = listener.local_addr()?;
+        let admin_listener = match &config.metrics {
+            Some(settings) if metrics => {
+                let addr = settings.listen.parse().map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("metrics.listen: {e}"))
+                })?;
+                let mut admin = TcpListener::bind(addr)?;
+                poll.registry()
+                    .register(&mut admin, ADMIN_LISTENER, Interest::READABLE)?;
+                Some(admin)
+            }
+            _ => None,
+        };
         Ok(Reactor {
             poll,
             listener: Some(listener),
             listen_addr,
+            admin_listener,
+            admin_clients: 0,
+            buffers: BufferPool::new(
+                Settings::from_config(config).client_buffer_bytes,
+                SPARE_BUFFERS,
+            ),
+            metrics: Metrics::new(&config.upstream_addrs()),
+            rate: RateWindow::default(),
             conns: Slab::with_capacity(1024),
             next_generation: 0,
             upstreams: Upstreams::from_config(config, 0),
@@ -229,6 +275,13 @@ impl Reactor {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listen_addr
+    }
+
+    /// Where the metrics listener listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The loop. Returns when shutdown has drained every connection, or
@@ -253,7 +306,8 @@ impl Reactor {
             );
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_clients(),
+                    LISTENER => self.accept_clients(false),
+                    ADMIN_LISTENER => self.accept_clients(true),
                     SIGNALS => self.on_signals(),
                     WAKER if self.stop.load(Ordering::Acquire) => {
                         info!("stopping: closing {} connections", self.conns.len());
@@ -273,11 +327,13 @@ impl Reactor {
                     break;
                 };
                 if self.is_current(id) {
+                    self.conns[id.key].io.ready.queued = false;
                     self.drive(id.key);
                 }
             }
             self.expire_timers();
             self.serve_queues();
+            self.rate.sample(self.now, self.metrics.requests);
             if self.drained() {
                 info!("shutdown complete");
                 return Ok(());
@@ -306,10 +362,16 @@ impl Reactor {
     }
 
     /// Accept every pending connection: the listener is edge-triggered
-    /// too, so one event may stand for many clients.
-    fn accept_clients(&mut self) {
+    /// too, so one event may stand for many clients. `admin`: on the
+    /// metrics listener.
+    fn accept_clients(&mut self, admin: bool) {
         loop {
-            let Some(listener) = &self.listener else {
+            let listener = if admin {
+                &self.admin_listener
+            } else {
+                &self.listener
+            };
+            let Some(listener) = listener else {
                 return;
             };
             let (socket, peer) = match listener.accept() {
@@ -324,15 +386,25 @@ impl Reactor {
                     return;
                 }
             };
-            if self.clients >= self.settings.max_client_conns {
-                refuse_over_limit(socket, peer, self.settings.max_client_conns);
+            let (open, limit) = if admin {
+                (self.admin_clients, MAX_ADMIN_CONNS)
+            } else {
+                (self.clients, self.settings.max_client_conns)
+            };
+            if open >= limit {
+                refuse_over_limit(socket, peer, limit);
+                self.metrics.record_error(ErrorKind::OverClientLimit);
                 continue;
+            }
+            if !admin {
+                self.metrics.accepted_connections += 1;
             }
             // Heads and small bodies go out at once rather than waiting for
             // an ACK (Nagle's algorithm); writes are already coalesced.
             let _ = socket.set_nodelay(true);
             let client = Client {
                 peer,
+                admin,
                 inbuf: Buffer::with_capacity(self.settings.client_buffer_bytes),
                 out: Outbox::default(),
                 eof: false,
@@ -343,7 +415,11 @@ impl Reactor {
             };
             match self.insert(socket, Role::Client(client)) {
                 Ok(key) => {
-                    self.clients += 1;
+                    if admin {
+                        self.admin_clients += 1;
+                    } else {
+                        self.clients += 1;
+                    }
                     debug!("accepted {peer} as connection {key}");
                     // The client_header_ms clock starts now.
                     self.arm_timer(key);
@@ -354,7 +430,8 @@ impl Reactor {
     }
 
     /// Put a socket in the slab and register it, READABLE and WRITABLE
-    /// (see [`Conn::desired_interest`] for why WRITABLE stays on).
+    /// (see [`Conn::desired_interest`] for why WRITABLE stays on). It is
+    /// never deregistered: closing it is enough (see [`Reactor::close`]).
     fn insert(&mut self, mut socket: TcpStream, role: Role) -> io::Result<usize> {
         let entry = self.conns.vacant_entry();
         let id = ConnId {
@@ -397,14 +474,20 @@ impl Reactor {
         if !self.conns.contains(key) {
             return;
         }
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
         self.stats.buffer_bytes -= conn.io.accounted;
+        conn.inbuf().clear();
+        conn.inbuf().detach_if_empty(&mut self.buffers);
         if let Some(timer) = conn.io.timer {
             self.timers.cancel(timer.id);
         }
         match &conn.role {
             Role::Client(c) => {
-                self.clients -= 1;
+                if c.admin {
+                    self.admin_clients -= 1;
+                } else {
+                    self.clients -= 1;
+                }
                 trace!("closed client {} (connection {key})", c.peer);
             }
             Role::Upstream(u) => {
@@ -443,9 +526,27 @@ impl Reactor {
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             conn.io.ready.writable = true;
         }
+        trace!(
+            "event for connection {} ({}): readable {} writable {} closed {}",
+            id.key,
+            match &conn.role {
+                Role::Client(_) => "client",
+                Role::Upstream(_) => "upstream",
+            },
+            event.is_readable(),
+            event.is_writable(),
+            event.is_read_closed()
+        );
         match &conn.role {
             Role::Client(_) => self.drive(id.key),
-            Role::Upstream(u) if u.phase == UpstreamPhase::Idle => self.check_idle(id.key),
+            // Idle pooled connections stay registered WRITABLE too (changing
+            // that would cost an epoll_ctl on every park and reuse); a
+            // writable edge alone says nothing about them.
+            Role::Upstream(u) if u.phase == UpstreamPhase::Idle => {
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.check_idle(id.key);
+                }
+            }
             Role::Upstream(u) => match u.client {
                 Some(client) => self.drive(client),
                 None => self.close(id.key),
@@ -475,8 +576,12 @@ impl Reactor {
             match step {
                 Ok(true) if budget > 0 => continue,
                 Ok(true) => {
-                    // Out of budget with work left: finish next turn.
-                    if let Some(conn) = self.conns.get(client) {
+                    // Out of budget with work left: finish next turn (once,
+                    // however many events it gets meanwhile).
+                    if let Some(conn) = self.conns.get_mut(client)
+                        && !conn.io.ready.queued
+                    {
+                        conn.io.ready.queued = true;
                         self.ready.push_back(conn.io.id);
                     }
                     break;
@@ -528,6 +633,14 @@ impl Reactor {
             io.seen_writes = io.ready.writes;
             io.last_write_ms = self.now;
         }
+        // Memory only while bytes are in flight: an empty buffer goes back
+        // to the pool, and an idle client keeps no head buffer either.
+        conn.inbuf().detach_if_empty(&mut self.buffers);
+        if let Role::Client(client) = &mut conn.role
+            && matches!(client.phase, ClientPhase::ReadingHead)
+        {
+            client.out.release_if_empty();
+        }
         let wanted = conn.desired_interest();
         if conn.io.registered != Some(wanted) {
             trace!(
@@ -550,16 +663,34 @@ impl Reactor {
         self.arm_timer(key);
     }
 
+    /// The gauges the metrics pages show, read off the loop's state.
+    fn gauges(&self) -> Gauges {
+        let count = self.upstreams.addrs.len();
+        let idle: Vec<usize> = (0..count).map(|i| self.upstreams.pool.len_of(i)).collect();
+        Gauges {
+            uptime_seconds: self.epoch.elapsed().as_secs_f64(),
+            client_connections: self.clients,
+            upstream_active: (0..count)
+                .map(|i| self.upstreams.open[i].saturating_sub(idle[i]))
+                .collect(),
+            upstream_idle: idle,
+            upstream_queued: self.upstreams.waiting.iter().map(VecDeque::len).collect(),
+            buffer_bytes: self.stats.buffer_bytes,
+            requests_per_second: self.rate.per_second(self.now, self.metrics.requests),
+        }
+    }
+
     fn publish_stats(&mut self) {
         let Some(shared) = &self.shared_stats else {
             return;
         };
         self.stats.connections = self.conns.len();
         self.stats.client_connections = self.clients;
-        self.stats.upstream_connections = self.conns.len() - self.clients;
+        self.stats.upstream_connections = self.conns.len() - self.clients - self.admin_clients;
         self.stats.idle_upstream_connections = self.upstreams.pool.len();
         self.stats.queued_requests = self.upstreams.waiting.iter().map(VecDeque::len).sum();
         self.stats.timers = self.timers.len();
+        self.stats.spare_buffer_bytes = self.buffers.spare_bytes();
         if let Ok(mut published) = shared.lock() {
             *published = self.stats;
         }
@@ -600,6 +731,7 @@ fn exchange_in(conns: &mut Slab<Conn>, key: usize) -> Result<&mut Exchange, Gone
 /// A proxy running on its own thread; dropped or `shutdown`, it stops.
 pub struct ProxyHandle {
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     stats: Arc<Mutex<Stats>>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -610,6 +742,11 @@ impl ProxyHandle {
     /// Where it listens (useful with `"listen": "127.0.0.1:0"`).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the metrics listener listens, when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// What the loop holds now (updated by the loop after every turn).
@@ -646,6 +783,7 @@ impl Drop for ProxyHandle {
 pub fn start(config: &Config) -> io::Result<ProxyHandle> {
     let mut reactor = Reactor::bind(config)?;
     let local_addr = reactor.local_addr();
+    let admin_addr = reactor.admin_addr();
     let waker = Arc::new(Waker::new(reactor.poll.registry(), WAKER)?);
     let stats = Arc::new(Mutex::new(Stats::default()));
     reactor.shared_stats = Some(stats.clone());
@@ -655,6 +793,7 @@ pub fn start(config: &Config) -> io::Result<ProxyHandle> {
         .spawn(move || reactor.run())?;
     Ok(ProxyHandle {
         local_addr,
+        admin_addr,
         stats,
         stop,
         waker,
@@ -664,10 +803,60 @@ pub fn start(config: &Config) -> io::Result<ProxyHandle> {
 
 /// Bind the listener and run the loop on this thread: the binary's way.
 /// SIGTERM and SIGINT shut down gracefully; SIGHUP re-reads `config_path`.
+///
+/// With `workers` > 1, as many loops run, each on its own thread with its
+/// own `SO_REUSEPORT` listener, sharing nothing: no lock, no queue, no
+/// shared pool between them (each has its own upstream connections). Every
+/// worker receives the signals and drains or reloads itself.
 pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
-    let mut reactor = Reactor::bind(config)?;
-    reactor.config_path = config_path.map(Path::to_path_buf);
-    reactor.listen_for_signals()?;
-    info!("ferroxy listening on http://{}", reactor.local_addr());
-    reactor.run()
+    let workers = config.workers.max(1);
+    let mut first = Reactor::bind_worker(config, workers > 1, true)?;
+    first.config_path = config_path.map(Path::to_path_buf);
+    first.listen_for_signals()?;
+    info!("ferroxy listening on http://{}", first.local_addr());
+    if let Some(admin) = first.admin_addr() {
+        info!("metrics on http://{admin}/metrics, panel on http://{admin}/");
+    }
+    // The others bind the very address the first got (a port of 0 became
+    // a real port).
+    let mut shared = config.clone();
+    shared.listen = first.local_addr().to_string();
+    let mut threads = Vec::new();
+    for n in 1..workers {
+        let mut worker = Reactor::bind_worker(&shared, true, false)?;
+        worker.config_path = config_path.map(Path::to_path_buf);
+        worker.listen_for_signals()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("ferroxy-worker-{n}"))
+            .spawn(move || worker.run())?;
+        threads.push(thread);
+    }
+    if workers > 1 {
+        info!("{workers} workers, each its own poll loop on its own listener");
+    }
+    let result = first.run();
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("a worker failed: {e}"),
+            Err(_) => error!("a worker panicked"),
+        }
+    }
+    result
+}
+
+/// A non-blocking listener on `addr`; with `shared_port`, several may
+/// listen on the same address (`SO_REUSEPORT`), one per worker.
+fn listen(addr: SocketAddr, shared_port: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Restarting must not wait for old connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    if shared_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(TcpListener::from_std(socket.into()))
 }

@@ -106,6 +106,8 @@ pub fn config_for(upstreams: &[SocketAddr]) -> Config {
         logging: Logging {
             level: "warn".to_string(),
         },
+        metrics: None,
+        workers: 1,
     }
 }
 
