@@ -270,7 +270,7 @@ fn max_conns_per_upstream_is_never_exceeded_and_the_queue_drains() {
 /// it gets 503, on time, while the first still gets its 200.
 #[test]
 fn queued_request_gets_503_after_connect_ms() {
-    let upstream = Upstream::scripted("scripted");
+    let upstream = Upstream::by_target("scripted");
     let proxy = start_proxy_with(&[upstream.addr], |c| {
         c.limits.max_conns_per_upstream = 1;
         c.timeouts.connect_ms = 300;
@@ -318,7 +318,7 @@ fn queued_request_gets_503_after_connect_ms() {
 /// not be counted, even while the slot is still taken.
 #[test]
 fn queued_requests_stat_forgets_a_request_that_timed_out() {
-    let upstream = Upstream::scripted("scripted");
+    let upstream = Upstream::by_target("scripted");
     let proxy = start_proxy_with(&[upstream.addr], |c| {
         c.limits.max_conns_per_upstream = 1;
         c.timeouts.connect_ms = 300;

@@ -44,7 +44,7 @@ fn upstream_of(resp: &Response) -> &str {
 /// has, exits with status 0.
 #[test]
 fn sigterm_lets_a_slow_request_finish_and_exits_0() {
-    let upstream = Upstream::scripted("up");
+    let upstream = Upstream::by_target("up");
     let config = config_json(&[upstream.addr], |_| {});
     let mut proxy = ProxyProcess::start("sigterm-slow", &config);
 
@@ -197,8 +197,8 @@ fn sigterm_drain_is_bounded_by_total_ms() {
 /// connections are closed once their requests end (not pooled).
 #[test]
 fn sighup_sends_new_requests_to_new_upstreams_without_dropping_connections() {
-    let a = Upstream::scripted("A");
-    let b = Upstream::scripted("B");
+    let a = Upstream::by_target("A");
+    let b = Upstream::by_target("B");
     let mut proxy = ProxyProcess::start("sighup-switch", &config_json(&[a.addr], |_| {}));
 
     let mut keepalive = Client::connect(proxy.addr);
@@ -253,8 +253,8 @@ fn sighup_sends_new_requests_to_new_upstreams_without_dropping_connections() {
 /// and sending SIGHUP again then applies it.
 #[test]
 fn sighup_with_a_broken_file_keeps_the_old_config() {
-    let a = Upstream::scripted("A");
-    let b = Upstream::scripted("B");
+    let a = Upstream::by_target("A");
+    let b = Upstream::by_target("B");
     let mut proxy = ProxyProcess::start("sighup-broken", &config_json(&[a.addr], |_| {}));
     let mut keepalive = Client::connect(proxy.addr);
     assert_eq!(upstream_of(&keepalive.request(&get("/one"))), "A");
@@ -298,7 +298,7 @@ fn sighup_with_a_broken_file_keeps_the_old_config() {
 /// 504 after 300 ms.
 #[test]
 fn sighup_applies_new_timeouts() {
-    let upstream = Upstream::scripted("up");
+    let upstream = Upstream::by_target("up");
     let mut proxy = ProxyProcess::start("sighup-timeouts", &config_json(&[upstream.addr], |_| {}));
 
     proxy.rewrite_config(&config_json(&[upstream.addr], |c| {

@@ -224,8 +224,8 @@ fn soak_mixed_traffic_leaves_nothing_behind() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let a = Upstream::scripted("A");
-    let b = Upstream::scripted("B");
+    let a = Upstream::by_target("A");
+    let b = Upstream::by_target("B");
     let proxy = start_proxy_with(&[a.addr, b.addr], |c| {
         c.timeouts.read_ms = READ_MS;
         c.timeouts.client_header_ms = CLIENT_HEADER_MS;

@@ -335,6 +335,67 @@ fn read_ms_client_stalling_its_body_gets_408() {
     );
 }
 
+/// The upstream starts its answer (`HTTP/1.1 200 OK` and one field) and
+/// then goes silent before the head is complete. Nothing has reached the
+/// client yet (the proxy forwards whole heads only), so after `read_ms` it
+/// can still say 504.
+#[test]
+fn read_ms_half_a_response_head_then_silence_gets_504() {
+    let upstream = Upstream::start("half-head", |conn| {
+        if conn.read_request().is_some() && conn.write(b"HTTP/1.1 200 OK\r\nX-Half: ") {
+            conn.drain_to_eof();
+        }
+    });
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.timeouts.read_ms = 300);
+    let mut client = Client::connect(proxy.local_addr());
+
+    let started = Instant::now();
+    let resp = client.request(&get("/half"));
+    let elapsed = started.elapsed();
+
+    assert_error_answer(&resp, 504, "half a response head, then silence");
+    assert_fired_on_time(elapsed, ms(300), "read_ms inside the response head");
+}
+
+/// Twenty clients wait on a silent upstream at once: twenty timers in the
+/// wheel, all due at about the same time. Every one of them fires: each
+/// client gets its 504 on time, and nothing is left open afterwards.
+#[test]
+fn read_ms_fires_for_every_one_of_many_hanging_requests() {
+    let upstream = Upstream::silent("silent");
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.timeouts.read_ms = 300);
+    let addr = proxy.local_addr();
+
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..20)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let resp = client.request(&get(&format!("/hang/{i}")));
+                (resp, started.elapsed())
+            })
+        })
+        .collect();
+    for (i, waiter) in waiters.into_iter().enumerate() {
+        let (resp, elapsed) = waiter.join().expect("a waiting client failed");
+        assert_error_answer(&resp, 504, &format!("hanging request {i} of 20"));
+        assert!(
+            elapsed <= ms(300) + SLACK,
+            "hanging request {i}: the 504 came only after {elapsed:?}"
+        );
+    }
+    assert_eq!(
+        upstream.request_count(),
+        20,
+        "all twenty reached the upstream"
+    );
+    let stats = wait_for_stats(&proxy, ms(3000), |s| s.connections == 0 && s.timers == 0);
+    assert!(
+        stats.is_ok(),
+        "after twenty timeouts nothing may be left, not even a timer: {stats:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // write_ms
 // ---------------------------------------------------------------------------
@@ -617,6 +678,41 @@ fn client_header_ms_counts_from_accept_not_from_the_first_byte() {
     );
 }
 
+/// Between requests a kept-alive client is under `keepalive_ms` (long
+/// here); once it starts its next head, `client_header_ms` applies from
+/// that first byte. A client that trickles its second head gets 408 about
+/// `client_header_ms` after it began, not `keepalive_ms`.
+#[test]
+fn client_header_ms_applies_to_the_next_head_on_a_kept_alive_connection() {
+    let upstream = Upstream::echo("echo");
+    let proxy = start_proxy_with(&[upstream.addr], |c| {
+        c.timeouts.client_header_ms = 400;
+        c.timeouts.keepalive_ms = 60_000;
+    });
+    let mut client = Client::connect(proxy.local_addr());
+    let resp = client.request(&get("/first"));
+    assert_eq!(resp.status, 200, "{}", resp.raw_head);
+
+    thread::sleep(ms(200));
+    let started = Instant::now();
+    let mut endless = format!("GET /second HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ").into_bytes();
+    endless.extend(std::iter::repeat_n(b'a', 200));
+    let trickler = Trickler::start(&client, endless, ms(50));
+    let resp = client
+        .read_response("GET")
+        .expect("a 408 for the second, trickled head");
+    let elapsed = started.elapsed();
+    trickler.stop();
+
+    assert_error_answer(&resp, 408, "kept-alive slowloris");
+    assert_fired_on_time(elapsed, ms(400), "client_header_ms on the second head");
+    assert_eq!(
+        upstream.request_count(),
+        1,
+        "only the first request reached the upstream"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // keepalive_ms
 // ---------------------------------------------------------------------------
@@ -742,6 +838,42 @@ fn tunnel_quiet_past_tunnel_idle_ms_is_closed() {
         wait_until(ms(2000), || upstream.open_connections() == 0),
         "the upstream side of the idle tunnel must be closed too"
     );
+}
+
+/// "Idle" means no byte either way. An upstream that pushes a tick every
+/// 150 ms to a client that never says anything keeps the tunnel alive well
+/// past `tunnel_idle_ms` (500): traffic in one direction is traffic.
+#[test]
+fn tunnel_with_traffic_one_way_only_is_not_idle() {
+    let upstream = Upstream::start("ticker", |conn| {
+        if conn.read_request().is_none() {
+            return;
+        }
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        if !conn.write(head.as_bytes()) {
+            return;
+        }
+        while conn.write(b"tick\n") && conn.sleep(ms(150)) {}
+    });
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.timeouts.tunnel_idle_ms = 500);
+    let mut client = Client::connect(proxy.local_addr());
+    client.send(&upgrade_request());
+    let resp = client.read_head().expect("an answer to the upgrade");
+    assert_eq!(resp.status, 101, "{}", resp.raw_head);
+
+    let started = Instant::now();
+    let mut ticks = 0;
+    while started.elapsed() < ms(1500) {
+        let tick = client.read_exact_bytes(5).unwrap_or_else(|e| {
+            panic!(
+                "the tunnel died after {ticks} ticks ({:?}): {e}",
+                started.elapsed()
+            )
+        });
+        assert_eq!(tick, b"tick\n");
+        ticks += 1;
+    }
+    assert!(ticks >= 5, "only {ticks} ticks in 1.5 s");
 }
 
 // ---------------------------------------------------------------------------

@@ -1675,13 +1675,13 @@ fn write_chunked_pattern(
 }
 
 // ---------------------------------------------------------------------------
-// More fake upstreams: silent and scripted
+// More fake upstreams: silent, and answering by target
 // ---------------------------------------------------------------------------
 
 impl Upstream {
     /// Accepts, reads one request, and never answers: it just holds the
     /// connection (reading and dropping anything more) until the proxy
-    /// closes it. The upstream of every `read_ms` and `total_ms` story.
+    /// closes it: the upstream of the `read_ms` stories.
     pub fn silent(label: &str) -> Upstream {
         Upstream::start(label, |conn| {
             if conn.read_request_head().is_some() {
@@ -1694,7 +1694,7 @@ impl Upstream {
     /// fast, slow and hanging requests on one upstream:
     /// `/delay/MS...` answers like echo after MS milliseconds, and `/hang`
     /// never answers, holding the connection until the proxy closes it.
-    pub fn scripted(label: &str) -> Upstream {
+    pub fn by_target(label: &str) -> Upstream {
         Upstream::start(label, |conn| {
             while let Some(req) = conn.read_request() {
                 if req.target.starts_with("/hang") {
