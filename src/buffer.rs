@@ -17,8 +17,15 @@
 use std::io::{self, Read};
 
 /// Bytes in flight from one socket to another, at most `capacity` of them.
+///
+/// The memory itself comes from a [`BufferPool`] only while bytes are in
+/// flight: an idle keep-alive connection holds no buffer at all, which is
+/// what lets ten thousand of them fit in a few MiB.
 pub struct Buffer {
-    bytes: Box<[u8]>,
+    /// `None` while empty and detached (see [`Buffer::attach`]).
+    bytes: Option<Box<[u8]>>,
+    /// How much of the storage this buffer may use.
+    limit: usize,
     /// First byte not yet written on.
     start: usize,
     /// One past the last byte read in.
@@ -26,16 +33,39 @@ pub struct Buffer {
 }
 
 impl Buffer {
+    /// A buffer of `capacity` bytes, with no memory yet.
     pub fn with_capacity(capacity: usize) -> Buffer {
         Buffer {
-            bytes: vec![0; capacity].into_boxed_slice(),
+            bytes: None,
+            limit: capacity,
             start: 0,
             end: 0,
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.bytes.len()
+        self.limit
+    }
+
+    /// Bytes of memory this buffer holds right now (0 when detached).
+    pub fn allocated(&self) -> usize {
+        self.bytes.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// Make sure there is memory to read into, taking it from `pool`.
+    pub fn attach(&mut self, pool: &mut BufferPool) {
+        if self.bytes.is_none() {
+            self.bytes = Some(pool.take(self.limit));
+        }
+    }
+
+    /// Give the memory back to `pool` if nothing is waiting in it.
+    pub fn detach_if_empty(&mut self, pool: &mut BufferPool) {
+        if self.is_empty()
+            && let Some(bytes) = self.bytes.take()
+        {
+            pool.give_back(bytes);
+        }
     }
 
     /// Bytes waiting to be written on.
@@ -54,7 +84,10 @@ impl Buffer {
 
     /// The waiting bytes, oldest first.
     pub fn filled(&self) -> &[u8] {
-        &self.bytes[self.start..self.end]
+        match &self.bytes {
+            Some(bytes) => &bytes[self.start..self.end],
+            None => &[],
+        }
     }
 
     /// Forget the first `n` waiting bytes (they were written, or skipped).
@@ -75,30 +108,97 @@ impl Buffer {
     /// One `read` call into the free space. `Ok(0)` means end of stream
     /// (or, if the buffer is full, that nothing was asked for: check
     /// [`Buffer::is_full`] first). Errors, `WouldBlock` included, are the
-    /// caller's to interpret.
+    /// caller's to interpret. Call [`Buffer::attach`] first: a detached
+    /// buffer reads nothing and says `WouldBlock`.
     pub fn read_from<R: Read>(&mut self, source: &mut R) -> io::Result<usize> {
-        if self.end == self.bytes.len() && self.start > 0 {
+        let limit = self.limit;
+        let Some(bytes) = self.bytes.as_mut() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        if self.end == limit && self.start > 0 {
             // Slide the unsent tail to the front. Heads must be contiguous
             // for the parser, so a ring buffer would only move this copy
             // elsewhere; it happens at most once per buffer's worth of bytes.
-            self.bytes.copy_within(self.start..self.end, 0);
+            bytes.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        let n = source.read(&mut self.bytes[self.end..])?;
+        let n = source.read(&mut bytes[self.end..limit])?;
         self.end += n;
         Ok(n)
     }
 
-    /// Free space a `read_from` would offer right now (after sliding).
+    /// Exactly what the next `read_from` offers the socket: the tail after
+    /// `end`, or, when the tail is used up and bytes were consumed from the
+    /// front, everything free (it slides first). A read that returns fewer
+    /// bytes than this has emptied the socket; see `conn::read_into`.
     pub fn space(&self) -> usize {
-        self.capacity() - self.len()
+        if self.end == self.limit && self.start > 0 {
+            self.limit - self.len()
+        } else {
+            self.limit - self.end
+        }
     }
 
     /// Drop everything waiting (the connection is being reset).
     pub fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
+    }
+}
+
+/// Free buffers, all of one size, reused instead of freed and allocated
+/// again. Owned by the loop, so taking and giving back are a `Vec` pop and
+/// push: no lock, and no `malloc` once warm.
+#[derive(Debug)]
+pub struct BufferPool {
+    size: usize,
+    free: Vec<Box<[u8]>>,
+    /// Beyond this many free buffers, returned ones are really freed: a
+    /// burst of ten thousand transfers should not pin their memory forever.
+    max_free: usize,
+}
+
+impl BufferPool {
+    /// A pool of buffers of `size` bytes, keeping at most `max_free` spare.
+    pub fn new(size: usize, max_free: usize) -> BufferPool {
+        BufferPool {
+            size,
+            free: Vec::new(),
+            max_free,
+        }
+    }
+
+    /// A buffer of at least `limit` bytes (the pool's size, or `limit` if a
+    /// reload made buffers bigger than the pool's).
+    pub fn take(&mut self, limit: usize) -> Box<[u8]> {
+        if limit <= self.size
+            && let Some(bytes) = self.free.pop()
+        {
+            return bytes;
+        }
+        vec![0; self.size.max(limit)].into_boxed_slice()
+    }
+
+    /// Return a buffer; one of another size (from before a reload) is
+    /// simply freed.
+    pub fn give_back(&mut self, bytes: Box<[u8]>) {
+        if bytes.len() == self.size && self.free.len() < self.max_free {
+            self.free.push(bytes);
+        }
+    }
+
+    /// Bytes held by spare buffers.
+    pub fn spare_bytes(&self) -> usize {
+        self.free.len() * self.size
+    }
+
+    /// A reload changed the size: spares of the old size go.
+    pub fn resize(&mut self, size: usize) {
+        if size != self.size {
+            self.size = size;
+            self.free.clear();
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use mio::Interest;
 use mio::net::TcpStream;
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, BufferPool};
 use crate::exchange::Exchange;
 use crate::timer::TimerId;
 use crate::token::ConnId;
@@ -41,6 +41,9 @@ pub struct Readiness {
     /// Then a short read does not mean "drained": the EOF is still to be
     /// read, and no further edge will come to announce it.
     pub peer_closed: bool,
+    /// Waiting in the reactor's ready queue (so it is queued once, not
+    /// once per turn it ran out of budget).
+    pub queued: bool,
     /// Reads and writes that moved bytes, so far. The reactor notes the
     /// time whenever these move: that is "progress" for the read and write
     /// timeouts, without the pumps ever reading a clock.
@@ -185,9 +188,18 @@ impl Conn {
                     ClientPhase::Exchanging(ex) => ex.memory(),
                     _ => 0,
                 };
-                c.inbuf.capacity() + c.out.capacity() + exchange
+                c.inbuf.allocated() + c.out.capacity() + exchange
             }
-            Role::Upstream(u) => u.inbuf.capacity(),
+            Role::Upstream(u) => u.inbuf.allocated(),
+        }
+    }
+
+    /// The buffer bytes arrive into (the client's requests, or the
+    /// upstream's responses).
+    pub fn inbuf(&mut self) -> &mut Buffer {
+        match &mut self.role {
+            Role::Client(c) => &mut c.inbuf,
+            Role::Upstream(u) => &mut u.inbuf,
         }
     }
 
@@ -253,6 +265,15 @@ impl Outbox {
         self.sent = 0;
     }
 
+    /// Free the memory if nothing is pending (an idle connection keeps
+    /// none; the next head allocates it again, once).
+    pub fn release_if_empty(&mut self) {
+        if self.is_empty() && self.bytes.capacity() > 0 {
+            self.bytes = Vec::new();
+            self.sent = 0;
+        }
+    }
+
     pub fn capacity(&self) -> usize {
         self.bytes.capacity()
     }
@@ -270,11 +291,18 @@ pub enum ReadOutcome {
 }
 
 /// Read once from `socket` into `buf`, keeping `readable` true while the
-/// socket may still hold bytes (or an EOF, when `peer_closed`).
-pub fn read_into<S: Read>(socket: &mut S, ready: &mut Readiness, buf: &mut Buffer) -> ReadOutcome {
+/// socket may still hold bytes (or an EOF, when `peer_closed`). The buffer
+/// takes its memory from `pool` now, when bytes may actually arrive.
+pub fn read_into<S: Read>(
+    socket: &mut S,
+    ready: &mut Readiness,
+    buf: &mut Buffer,
+    pool: &mut BufferPool,
+) -> ReadOutcome {
     if !ready.readable || buf.is_full() {
         return ReadOutcome::Blocked;
     }
+    buf.attach(pool);
     let asked = buf.space();
     loop {
         return match buf.read_from(socket) {

@@ -21,6 +21,12 @@ pub const SIGNALS: Token = Token(usize::MAX - 2);
 /// The metrics/admin listener.
 pub const ADMIN_LISTENER: Token = Token(usize::MAX - 3);
 
+// The generation takes the upper 32 bits of the token.
+const _: () = assert!(
+    usize::BITS >= 64,
+    "tokens pack key and generation into 64 bits"
+);
+
 /// A connection's slab key plus the generation it was created in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnId {

@@ -3,32 +3,13 @@
 //! so each story is exact and needs no socket.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
-use ferroxy::buffer::Buffer;
+use ferroxy::buffer::{Buffer, BufferPool};
 
-/// A reader that returns whatever the script says next.
-struct ScriptedReader {
-    script: VecDeque<io::Result<Vec<u8>>>,
-}
-
-impl Read for ScriptedReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        match self.script.pop_front() {
-            None => Ok(0),
-            Some(Err(e)) => Err(e),
-            Some(Ok(mut bytes)) => {
-                let n = bytes.len().min(out.len());
-                out[..n].copy_from_slice(&bytes[..n]);
-                if n < bytes.len() {
-                    // What did not fit stays queued, as in a socket.
-                    self.script.push_front(Ok(bytes.split_off(n)));
-                }
-                Ok(n)
-            }
-        }
-    }
-}
+#[path = "support/scripted.rs"]
+mod scripted;
+use scripted::ScriptedReader;
 
 /// A writer that accepts at most `accept` bytes per call, then says WouldBlock.
 struct ShortWriter {
@@ -63,10 +44,13 @@ fn write_out(buf: &mut Buffer, dst: &mut impl Write) -> io::Result<usize> {
 /// nothing is repeated, and the order holds.
 #[test]
 fn partial_reads_and_writes_keep_order() {
+    let mut pool = BufferPool::new(8, 4);
     let mut buf = Buffer::with_capacity(8);
-    let mut src = ScriptedReader {
-        script: VecDeque::from(vec![Ok(b"abc".to_vec()), Ok(b"def".to_vec())]),
-    };
+    buf.attach(&mut pool);
+    let mut src = ScriptedReader(VecDeque::from(vec![
+        Ok(b"abc".to_vec()),
+        Ok(b"def".to_vec()),
+    ]));
     let mut dst = ShortWriter {
         accept: 2,
         calls_before_block: 100,
@@ -90,10 +74,10 @@ fn partial_reads_and_writes_keep_order() {
 /// slides the tail down and the whole capacity is usable again.
 #[test]
 fn full_buffer_slides_when_drained_from_the_front() {
+    let mut pool = BufferPool::new(4, 4);
     let mut buf = Buffer::with_capacity(4);
-    let mut src = ScriptedReader {
-        script: VecDeque::from(vec![Ok(b"123456".to_vec())]),
-    };
+    buf.attach(&mut pool);
+    let mut src = ScriptedReader(VecDeque::from(vec![Ok(b"123456".to_vec())]));
     assert_eq!(buf.read_from(&mut src).unwrap(), 4);
     assert!(buf.is_full(), "4 of 4 bytes: full, stop reading the source");
     assert_eq!(buf.space(), 0);
@@ -108,17 +92,17 @@ fn full_buffer_slides_when_drained_from_the_front() {
 /// the next readiness event, not an error.
 #[test]
 fn would_block_is_returned_to_the_caller() {
+    let mut pool = BufferPool::new(4, 4);
     let mut buf = Buffer::with_capacity(4);
-    let mut src = ScriptedReader {
-        script: VecDeque::from(vec![Err(io::ErrorKind::WouldBlock.into())]),
-    };
+    buf.attach(&mut pool);
+    let mut src = ScriptedReader(VecDeque::from(vec![Err(io::ErrorKind::WouldBlock.into())]));
     let err = buf.read_from(&mut src).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     assert!(buf.is_empty());
 
-    buf.read_from(&mut ScriptedReader {
-        script: VecDeque::from(vec![Ok(b"xy".to_vec())]),
-    })
+    buf.read_from(&mut ScriptedReader(VecDeque::from(vec![
+        Ok(b"xy".to_vec()),
+    ])))
     .unwrap();
     let mut blocked = ShortWriter {
         accept: 10,
@@ -132,4 +116,32 @@ fn would_block_is_returned_to_the_caller() {
         b"xy",
         "nothing is consumed by a blocked write"
     );
+}
+
+/// A buffer holds memory only while bytes wait in it: it takes a block
+/// from the pool when a read may come, and gives it back once drained, so
+/// an idle connection costs no buffer at all.
+#[test]
+fn memory_only_while_bytes_wait() {
+    let mut pool = BufferPool::new(16, 4);
+    let mut buf = Buffer::with_capacity(16);
+    assert_eq!(buf.allocated(), 0, "a new buffer holds no memory");
+    buf.attach(&mut pool);
+    assert_eq!(buf.allocated(), 16);
+    buf.read_from(&mut ScriptedReader(VecDeque::from(vec![Ok(
+        b"abc".to_vec()
+    )])))
+    .unwrap();
+    buf.detach_if_empty(&mut pool);
+    assert_eq!(buf.allocated(), 16, "bytes still wait: the memory stays");
+    buf.consume(3);
+    buf.detach_if_empty(&mut pool);
+    assert_eq!(buf.allocated(), 0, "drained: the memory goes back");
+    assert_eq!(
+        pool.spare_bytes(),
+        16,
+        "and waits in the pool for the next read"
+    );
+    buf.attach(&mut pool);
+    assert_eq!(pool.spare_bytes(), 0, "the next read reuses it");
 }

@@ -13,11 +13,12 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, trace, warn};
+use slab::Slab;
 
-use super::{Gone, Reactor, Step, client_in, exchange_in};
+use super::{Gone, Progress, Reactor, client_in, exchange_in};
 use crate::access_log::{self, AccessLine};
 use crate::admin;
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, BufferPool};
 use crate::conn::{
     ClientPhase, Closing, Conn, Io, ReadOutcome, Role, Tunnel, Upstream, UpstreamPhase,
     WriteOutcome, read_into, write_two,
@@ -34,7 +35,7 @@ const LINGER_LIMIT: usize = 1024 * 1024;
 impl Reactor {
     /// `ReadingHead`: read until a whole request head is in, then start
     /// its exchange, or refuse it.
-    pub(super) fn read_head(&mut self, key: usize, budget: &mut usize) -> Step {
+    pub(super) fn read_head(&mut self, key: usize, budget: &mut usize) -> Progress {
         let limits = self.settings.head_limits;
         let now = self.now;
         let (io, client) = client_in(&mut self.conns, key)?;
@@ -66,7 +67,12 @@ impl Reactor {
             self.close(key);
             return Err(Gone);
         }
-        match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+        match read_into(
+            &mut io.socket,
+            &mut io.ready,
+            &mut client.inbuf,
+            &mut self.buffers,
+        ) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 // A kept-alive connection was idle (keepalive_ms); from its
@@ -89,7 +95,7 @@ impl Reactor {
 
     /// A bad request: answer with its status and close (the upstream never
     /// hears of it).
-    fn refuse(&mut self, key: usize, e: RequestError) -> Step {
+    fn refuse(&mut self, key: usize, e: RequestError) -> Progress {
         let (_, client) = client_in(&mut self.conns, key)?;
         warn!(
             "refused request from {}: {} ({})",
@@ -131,7 +137,7 @@ impl Reactor {
 
     /// A request on the metrics listener: answer it from the metrics, and
     /// close (see `src/admin.rs`).
-    fn serve_admin(&mut self, key: usize, head: RequestHead) -> Step {
+    fn serve_admin(&mut self, key: usize, head: RequestHead) -> Progress {
         let gauges = self.gauges();
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
@@ -165,6 +171,7 @@ impl Reactor {
             // Unread request bytes are moot now; `Closing` discards the rest.
             client.inbuf.clear();
             write_error_response(status, &[], client.out.compose());
+            trace!("connection {key}: answering {status} -> closing");
             client.phase = ClientPhase::Closing(Closing {
                 since_ms: now,
                 fin_sent: false,
@@ -175,7 +182,7 @@ impl Reactor {
 
     /// `Closing`: write the last answer, send FIN, and discard what the
     /// client still sends until it closes too.
-    pub(super) fn linger(&mut self, key: usize) -> Step {
+    pub(super) fn linger(&mut self, key: usize) -> Progress {
         let (io, client) = client_in(&mut self.conns, key)?;
         let ClientPhase::Closing(closing) = &mut client.phase else {
             return Ok(false);
@@ -200,7 +207,12 @@ impl Reactor {
             progress = true;
         }
         if !client.eof {
-            match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+            match read_into(
+                &mut io.socket,
+                &mut io.ready,
+                &mut client.inbuf,
+                &mut self.buffers,
+            ) {
                 ReadOutcome::Data(n) => {
                     closing.discarded += n;
                     client.inbuf.clear();
@@ -225,7 +237,7 @@ impl Reactor {
     }
 
     /// A request head arrived: pick an upstream and get a connection to it.
-    fn begin_exchange(&mut self, key: usize, head: RequestHead) -> Step {
+    fn begin_exchange(&mut self, key: usize, head: RequestHead) -> Progress {
         let index = self.upstreams.balancer.pick();
         let draining = self.draining_until.is_some();
         let now = self.now;
@@ -239,7 +251,7 @@ impl Reactor {
     }
 
     /// `Exchanging`: move both directions of a request as far as they go.
-    pub(super) fn exchange(&mut self, key: usize, budget: &mut usize) -> Step {
+    pub(super) fn exchange(&mut self, key: usize, budget: &mut usize) -> Progress {
         // Each sub-step may end the exchange (a 502, a retry elsewhere...);
         // then the phase has changed and `drive` must dispatch on the new one.
         let mut progress = self.finish_connect(key)?;
@@ -254,7 +266,7 @@ impl Reactor {
         let Some(upstream_key) = ex.upstream else {
             return Ok(progress);
         };
-        let Some((cio, client, uio, up)) = self.pair_mut(key, upstream_key) else {
+        let Some((cio, client, uio, up)) = pair_in(&mut self.conns, key, upstream_key) else {
             return Ok(progress);
         };
         if up.phase != UpstreamPhase::Active {
@@ -268,9 +280,22 @@ impl Reactor {
             Ok(moved) => progress |= moved,
             Err(failure) => return self.handle_failure(key, failure),
         }
+        let body_cut_short = client.eof
+            && !ex.request_body_done()
+            && client.inbuf.is_empty()
+            && !ex.request_bytes_waiting();
+        if body_cut_short {
+            self.metrics.record_error(ErrorKind::ClientAborted);
+            return self.abort(key, "client closed before sending the whole request");
+        }
 
         if !up.eof {
-            match read_into(&mut uio.socket, &mut uio.ready, &mut up.inbuf) {
+            match read_into(
+                &mut uio.socket,
+                &mut uio.ready,
+                &mut up.inbuf,
+                &mut self.buffers,
+            ) {
                 ReadOutcome::Data(n) => {
                     *budget = budget.saturating_sub(n);
                     progress = true;
@@ -314,7 +339,7 @@ impl Reactor {
     }
 
     /// The 101 reached the client: from now on, bytes are bytes.
-    fn begin_tunnel(&mut self, key: usize, upstream_key: usize) -> Step {
+    fn begin_tunnel(&mut self, key: usize, upstream_key: usize) -> Progress {
         self.log_exchange(key);
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
@@ -333,31 +358,28 @@ impl Reactor {
     /// Read request bytes from the client during an exchange: the rest of
     /// the body, or the next pipelined request (read ahead, up to the
     /// buffer's size).
-    fn read_client(&mut self, key: usize, budget: &mut usize) -> Step {
+    fn read_client(&mut self, key: usize, budget: &mut usize) -> Progress {
         let (io, client) = client_in(&mut self.conns, key)?;
         if client.eof {
             return Ok(false);
         }
-        match read_into(&mut io.socket, &mut io.ready, &mut client.inbuf) {
+        match read_into(
+            &mut io.socket,
+            &mut io.ready,
+            &mut client.inbuf,
+            &mut self.buffers,
+        ) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 Ok(true)
             }
             ReadOutcome::Eof => {
+                // Half-close: the client has said all it will say, but may
+                // still read. Whether it said enough is decided once the
+                // bytes already read are classified (see `exchange`): the
+                // last body bytes and the FIN often arrive together.
                 client.eof = true;
-                let ClientPhase::Exchanging(ex) = &mut client.phase else {
-                    return Ok(true);
-                };
-                if ex.request_body_done() {
-                    // Half-close: the client has said all it will say, but
-                    // still reads. It gets this response and those of any
-                    // requests already pipelined behind it, then we close
-                    // (see `finish_exchange`).
-                    Ok(true)
-                } else {
-                    self.metrics.record_error(ErrorKind::ClientAborted);
-                    self.abort(key, "client closed before sending the whole request")
-                }
+                Ok(true)
             }
             ReadOutcome::Blocked => Ok(false),
             ReadOutcome::Failed(e) => {
@@ -368,7 +390,7 @@ impl Reactor {
     }
 
     /// Decide what a [`Failure`] means for this exchange.
-    fn handle_failure(&mut self, key: usize, failure: Failure) -> Step {
+    fn handle_failure(&mut self, key: usize, failure: Failure) -> Progress {
         self.metrics.record_error(match &failure {
             Failure::BadRequestBody(_) => ErrorKind::BadRequest,
             Failure::UpstreamWrite(_) | Failure::UpstreamRead(_) | Failure::UpstreamClosedEarly => {
@@ -406,7 +428,7 @@ impl Reactor {
 
     /// The proxy answers the client itself (502, 400, 504, ...) and closes
     /// it; the upstream connection, if any, is closed, never pooled.
-    pub(super) fn fail(&mut self, key: usize, status: u16, why: &str) -> Step {
+    pub(super) fn fail(&mut self, key: usize, status: u16, why: &str) -> Progress {
         let ex = exchange_in(&mut self.conns, key)?;
         ex.status = status;
         ex.response_bytes += error_response_len(status) as u64;
@@ -423,7 +445,7 @@ impl Reactor {
 
     /// Nothing sensible can be said to the client any more (the response
     /// has begun, or the client is gone): close both connections.
-    pub(super) fn abort(&mut self, key: usize, why: &str) -> Step {
+    pub(super) fn abort(&mut self, key: usize, why: &str) -> Progress {
         let upstream = self.linked_upstream(key);
         if let Ok((_, client)) = client_in(&mut self.conns, key) {
             warn!("closing connection from {}: {why}", client.peer);
@@ -441,7 +463,7 @@ impl Reactor {
     /// The response is complete: log it, return the upstream connection to
     /// the pool if it can be reused, and wait for the client's next request
     /// (or close).
-    fn finish_exchange(&mut self, key: usize) -> Step {
+    fn finish_exchange(&mut self, key: usize) -> Progress {
         self.log_exchange(key);
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
@@ -455,11 +477,14 @@ impl Reactor {
         client.head_started_ms = (!client.inbuf.is_empty()).then_some(now);
         // A client that half-closed is done once no request of its is left.
         if ex.close_client || (client.eof && client.inbuf.is_empty()) {
+            trace!("connection {key}: response complete -> closing");
             client.phase = ClientPhase::Closing(Closing {
                 since_ms: now,
                 fin_sent: false,
                 discarded: 0,
             });
+        } else {
+            trace!("connection {key}: response complete -> reading head (keep-alive)");
         }
         if let Some(upstream) = ex.upstream {
             self.release_upstream(upstream, ex.upstream_reusable);
@@ -505,12 +530,12 @@ impl Reactor {
 
     /// `Tunnel`: copy bytes both ways with the same buffers and the same
     /// backpressure; pass each side's FIN on; close when both are done.
-    pub(super) fn tunnel(&mut self, key: usize, budget: &mut usize) -> Step {
+    pub(super) fn tunnel(&mut self, key: usize, budget: &mut usize) -> Progress {
         let Some(upstream_key) = self.linked_upstream(key) else {
             self.close(key);
             return Err(Gone);
         };
-        let Some((cio, client, uio, up)) = self.pair_mut(key, upstream_key) else {
+        let Some((cio, client, uio, up)) = pair_in(&mut self.conns, key, upstream_key) else {
             self.close(key);
             return Err(Gone);
         };
@@ -518,6 +543,7 @@ impl Reactor {
             return Ok(false);
         };
         let mut progress = false;
+        let buffers = &mut self.buffers;
         let toward_upstream = pump(
             cio,
             &mut client.inbuf,
@@ -525,6 +551,7 @@ impl Reactor {
             uio,
             &mut tunnel.upstream_shut,
             budget,
+            buffers,
         );
         let toward_client = pump(
             uio,
@@ -533,6 +560,7 @@ impl Reactor {
             cio,
             &mut tunnel.client_shut,
             budget,
+            buffers,
         );
         for moved in [toward_upstream, toward_client] {
             match moved {
@@ -553,27 +581,28 @@ impl Reactor {
     fn is_exchanging(&mut self, key: usize) -> bool {
         exchange_in(&mut self.conns, key).is_ok()
     }
+}
 
-    /// Both ends of a client/upstream pair, borrowed at once.
-    pub(super) fn pair_mut(
-        &mut self,
-        client: usize,
-        upstream: usize,
-    ) -> Option<(&mut Io, &mut crate::conn::Client, &mut Io, &mut Upstream)> {
-        let (c, u) = self.conns.get2_mut(client, upstream)?;
-        match (c, u) {
-            (
-                Conn {
-                    io: cio,
-                    role: Role::Client(client),
-                },
-                Conn {
-                    io: uio,
-                    role: Role::Upstream(up),
-                },
-            ) => Some((cio, client, uio, up)),
-            _ => None,
-        }
+/// Both ends of a client/upstream pair, borrowed at once (borrowing only
+/// the slab, so the buffer pool stays usable).
+fn pair_in(
+    conns: &mut Slab<Conn>,
+    client: usize,
+    upstream: usize,
+) -> Option<(&mut Io, &mut crate::conn::Client, &mut Io, &mut Upstream)> {
+    let (c, u) = conns.get2_mut(client, upstream)?;
+    match (c, u) {
+        (
+            Conn {
+                io: cio,
+                role: Role::Client(client),
+            },
+            Conn {
+                io: uio,
+                role: Role::Upstream(up),
+            },
+        ) => Some((cio, client, uio, up)),
+        _ => None,
     }
 }
 
@@ -586,10 +615,11 @@ fn pump(
     to: &mut Io,
     to_shut: &mut bool,
     budget: &mut usize,
+    buffers: &mut BufferPool,
 ) -> io::Result<bool> {
     let mut progress = false;
     if !*from_eof {
-        match read_into(&mut from.socket, &mut from.ready, buf) {
+        match read_into(&mut from.socket, &mut from.ready, buf, buffers) {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 progress = true;

@@ -149,6 +149,7 @@ impl Reactor {
                 .set_max_per_upstream(config.limits.max_idle_per_upstream);
         }
         self.settings = Settings::from_config(config);
+        self.buffers.resize(self.settings.client_buffer_bytes);
         log::set_max_level(config.log_level());
         info!(
             "reloaded config: {} upstreams ({}), timeouts and limits apply to new requests",

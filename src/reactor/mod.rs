@@ -45,7 +45,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::balance::RoundRobin;
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, BufferPool};
 use crate::config::{Config, Timeouts};
 use crate::conn::{Client, ClientPhase, Conn, Io, Outbox, Readiness, Role, UpstreamPhase};
 use crate::exchange::Exchange;
@@ -65,6 +65,9 @@ const TURN_BUDGET: usize = 64 * 1024;
 /// Kept apart from `max_client_conns`, so the figures stay readable while
 /// the proxy itself is full.
 const MAX_ADMIN_CONNS: usize = 64;
+
+/// Spare buffers kept for reuse (16 KiB each by default: 4 MiB).
+const SPARE_BUFFERS: usize = 256;
 
 /// How many events one `poll` call can return.
 const EVENTS_PER_POLL: usize = 1024;
@@ -89,6 +92,8 @@ pub struct Stats {
     pub timers: usize,
     /// Bytes of buffer memory held right now, all connections together.
     pub buffer_bytes: usize,
+    /// Bytes in spare buffers waiting in the pool for the next transfer.
+    pub spare_buffer_bytes: usize,
     /// The most `buffer_bytes` has ever been.
     pub peak_buffer_bytes: usize,
     /// Requests that reached the end of their exchange (any status).
@@ -100,7 +105,7 @@ struct Gone;
 
 /// What a step did: `Ok(true)` moved something (try again), `Ok(false)`
 /// must wait for readiness, `Err(Gone)` closed the client.
-type Step = Result<bool, Gone>;
+type Progress = Result<bool, Gone>;
 
 /// Settings the loop reads on every request, taken from the config (at
 /// start, and again on reload).
@@ -186,6 +191,8 @@ pub struct Reactor {
     /// Connections that used up their turn's budget with work left.
     ready: VecDeque<ConnId>,
     clients: usize,
+    /// Where every connection's buffer memory comes from and returns to.
+    buffers: BufferPool,
     metrics: Metrics,
     rate: RateWindow,
     /// The reactor's clock: milliseconds since `epoch`, read once per turn
@@ -210,14 +217,22 @@ pub struct Reactor {
 impl Reactor {
     /// Bind the listener and set up the loop (nothing runs yet).
     pub fn bind(config: &Config) -> io::Result<Reactor> {
+        Reactor::bind_worker(config, false, true)
+    }
+
+    /// The same for one of several workers: `shared_port` binds with
+    /// `SO_REUSEPORT`, so each worker has its own listener on one address
+    /// and the kernel spreads new connections over them; only the worker
+    /// with `metrics` opens the metrics listener.
+    fn bind_worker(config: &Config, shared_port: bool, metrics: bool) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen_addr())?;
+        let mut listener = listen(config.listen_addr(), shared_port)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listen_addr = listener.local_addr()?;
         let admin_listener = match &config.metrics {
-            Some(metrics) => {
-                let addr = metrics.listen.parse().map_err(|e| {
+            Some(settings) if metrics => {
+                let addr = settings.listen.parse().map_err(|e| {
                     io::Error::new(io::ErrorKind::InvalidInput, format!("metrics.listen: {e}"))
                 })?;
                 let mut admin = TcpListener::bind(addr)?;
@@ -225,7 +240,7 @@ impl Reactor {
                     .register(&mut admin, ADMIN_LISTENER, Interest::READABLE)?;
                 Some(admin)
             }
-            None => None,
+            _ => None,
         };
         Ok(Reactor {
             poll,
@@ -233,6 +248,10 @@ impl Reactor {
             listen_addr,
             admin_listener,
             admin_clients: 0,
+            buffers: BufferPool::new(
+                Settings::from_config(config).client_buffer_bytes,
+                SPARE_BUFFERS,
+            ),
             metrics: Metrics::new(&config.upstream_addrs()),
             rate: RateWindow::default(),
             conns: Slab::with_capacity(1024),
@@ -308,6 +327,7 @@ impl Reactor {
                     break;
                 };
                 if self.is_current(id) {
+                    self.conns[id.key].io.ready.queued = false;
                     self.drive(id.key);
                 }
             }
@@ -410,7 +430,8 @@ impl Reactor {
     }
 
     /// Put a socket in the slab and register it, READABLE and WRITABLE
-    /// (see [`Conn::desired_interest`] for why WRITABLE stays on).
+    /// (see [`Conn::desired_interest`] for why WRITABLE stays on). It is
+    /// never deregistered: closing it is enough (see [`Reactor::close`]).
     fn insert(&mut self, mut socket: TcpStream, role: Role) -> io::Result<usize> {
         let entry = self.conns.vacant_entry();
         let id = ConnId {
@@ -453,8 +474,10 @@ impl Reactor {
         if !self.conns.contains(key) {
             return;
         }
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
         self.stats.buffer_bytes -= conn.io.accounted;
+        conn.inbuf().clear();
+        conn.inbuf().detach_if_empty(&mut self.buffers);
         if let Some(timer) = conn.io.timer {
             self.timers.cancel(timer.id);
         }
@@ -503,6 +526,17 @@ impl Reactor {
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             conn.io.ready.writable = true;
         }
+        trace!(
+            "event for connection {} ({}): readable {} writable {} closed {}",
+            id.key,
+            match &conn.role {
+                Role::Client(_) => "client",
+                Role::Upstream(_) => "upstream",
+            },
+            event.is_readable(),
+            event.is_writable(),
+            event.is_read_closed()
+        );
         match &conn.role {
             Role::Client(_) => self.drive(id.key),
             // Idle pooled connections stay registered WRITABLE too (changing
@@ -542,8 +576,12 @@ impl Reactor {
             match step {
                 Ok(true) if budget > 0 => continue,
                 Ok(true) => {
-                    // Out of budget with work left: finish next turn.
-                    if let Some(conn) = self.conns.get(client) {
+                    // Out of budget with work left: finish next turn (once,
+                    // however many events it gets meanwhile).
+                    if let Some(conn) = self.conns.get_mut(client)
+                        && !conn.io.ready.queued
+                    {
+                        conn.io.ready.queued = true;
                         self.ready.push_back(conn.io.id);
                     }
                     break;
@@ -595,6 +633,14 @@ impl Reactor {
             io.seen_writes = io.ready.writes;
             io.last_write_ms = self.now;
         }
+        // Memory only while bytes are in flight: an empty buffer goes back
+        // to the pool, and an idle client keeps no head buffer either.
+        conn.inbuf().detach_if_empty(&mut self.buffers);
+        if let Role::Client(client) = &mut conn.role
+            && matches!(client.phase, ClientPhase::ReadingHead)
+        {
+            client.out.release_if_empty();
+        }
         let wanted = conn.desired_interest();
         if conn.io.registered != Some(wanted) {
             trace!(
@@ -644,6 +690,7 @@ impl Reactor {
         self.stats.idle_upstream_connections = self.upstreams.pool.len();
         self.stats.queued_requests = self.upstreams.waiting.iter().map(VecDeque::len).sum();
         self.stats.timers = self.timers.len();
+        self.stats.spare_buffer_bytes = self.buffers.spare_bytes();
         if let Ok(mut published) = shared.lock() {
             *published = self.stats;
         }
@@ -756,13 +803,60 @@ pub fn start(config: &Config) -> io::Result<ProxyHandle> {
 
 /// Bind the listener and run the loop on this thread: the binary's way.
 /// SIGTERM and SIGINT shut down gracefully; SIGHUP re-reads `config_path`.
+///
+/// With `workers` > 1, as many loops run, each on its own thread with its
+/// own `SO_REUSEPORT` listener, sharing nothing: no lock, no queue, no
+/// shared pool between them (each has its own upstream connections). Every
+/// worker receives the signals and drains or reloads itself.
 pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
-    let mut reactor = Reactor::bind(config)?;
-    reactor.config_path = config_path.map(Path::to_path_buf);
-    reactor.listen_for_signals()?;
-    info!("ferroxy listening on http://{}", reactor.local_addr());
-    if let Some(admin) = reactor.admin_addr() {
+    let workers = config.workers.max(1);
+    let mut first = Reactor::bind_worker(config, workers > 1, true)?;
+    first.config_path = config_path.map(Path::to_path_buf);
+    first.listen_for_signals()?;
+    info!("ferroxy listening on http://{}", first.local_addr());
+    if let Some(admin) = first.admin_addr() {
         info!("metrics on http://{admin}/metrics, panel on http://{admin}/");
     }
-    reactor.run()
+    // The others bind the very address the first got (a port of 0 became
+    // a real port).
+    let mut shared = config.clone();
+    shared.listen = first.local_addr().to_string();
+    let mut threads = Vec::new();
+    for n in 1..workers {
+        let mut worker = Reactor::bind_worker(&shared, true, false)?;
+        worker.config_path = config_path.map(Path::to_path_buf);
+        worker.listen_for_signals()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("ferroxy-worker-{n}"))
+            .spawn(move || worker.run())?;
+        threads.push(thread);
+    }
+    if workers > 1 {
+        info!("{workers} workers, each its own poll loop on its own listener");
+    }
+    let result = first.run();
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("a worker failed: {e}"),
+            Err(_) => error!("a worker panicked"),
+        }
+    }
+    result
+}
+
+/// A non-blocking listener on `addr`; with `shared_port`, several may
+/// listen on the same address (`SO_REUSEPORT`), one per worker.
+fn listen(addr: SocketAddr, shared_port: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Restarting must not wait for old connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    if shared_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(TcpListener::from_std(socket.into()))
 }

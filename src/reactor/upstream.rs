@@ -14,7 +14,7 @@ use log::{debug, info, trace, warn};
 use mio::net::TcpStream;
 
 use super::client::describe;
-use super::{Reactor, Step, client_in, exchange_in};
+use super::{Progress, Reactor, client_in, exchange_in};
 use crate::buffer::Buffer;
 use crate::conn::{Conn, Role, Upstream, UpstreamPhase};
 use crate::exchange::Failure;
@@ -22,7 +22,7 @@ use crate::exchange::Failure;
 impl Reactor {
     /// Give the exchange a connection, preferring upstream `index` (see the
     /// module doc for the order), or queue it.
-    pub(super) fn assign_upstream(&mut self, key: usize, index: usize) -> Step {
+    pub(super) fn assign_upstream(&mut self, key: usize, index: usize) -> Progress {
         let count = self.upstreams.addrs.len();
         let limit = self.settings.max_conns_per_upstream;
         for candidate in (0..count).map(|k| (index + k) % count) {
@@ -90,7 +90,7 @@ impl Reactor {
 
     /// Start a non-blocking connect. It completes (or fails) later, when
     /// the socket reports WRITABLE: see [`Reactor::finish_connect`].
-    pub(super) fn connect_upstream(&mut self, key: usize, index: usize) -> Step {
+    pub(super) fn connect_upstream(&mut self, key: usize, index: usize) -> Progress {
         let addr = self.upstreams.addrs[index];
         let now = self.now;
         {
@@ -131,7 +131,7 @@ impl Reactor {
 
     /// Link an upstream connection (connected or from the pool) to a
     /// client's exchange and compose the request head for it.
-    pub(super) fn link(&mut self, key: usize, upstream_key: usize, reused: bool) -> Step {
+    pub(super) fn link(&mut self, key: usize, upstream_key: usize, reused: bool) -> Progress {
         let peer = client_in(&mut self.conns, key)?.1.peer;
         let now = self.now;
         let Some(Conn {
@@ -169,7 +169,7 @@ impl Reactor {
     /// Completing a non-blocking connect, the way mio documents it: on
     /// WRITABLE, `take_error` says whether it failed and `peer_addr` whether
     /// it is done (`NotConnected`: a spurious wake-up, keep waiting).
-    pub(super) fn finish_connect(&mut self, key: usize) -> Step {
+    pub(super) fn finish_connect(&mut self, key: usize) -> Progress {
         let Some(upstream_key) = exchange_in(&mut self.conns, key)?.upstream else {
             return Ok(false);
         };
@@ -206,7 +206,7 @@ impl Reactor {
 
     /// A connect failed. Nothing was sent, so any request may move on to
     /// the next upstream; when every upstream has refused, 502.
-    fn connect_failed(&mut self, key: usize, e: &io::Error) -> Step {
+    fn connect_failed(&mut self, key: usize, e: &io::Error) -> Progress {
         let upstream_count = self.upstreams.addrs.len();
         let ex = exchange_in(&mut self.conns, key)?;
         let failed = ex.upstream_index;
@@ -230,7 +230,7 @@ impl Reactor {
 
     /// A reused connection died before answering an idempotent request:
     /// send it again on a fresh connection, once.
-    pub(super) fn retry(&mut self, key: usize, failure: &Failure) -> Step {
+    pub(super) fn retry(&mut self, key: usize, failure: &Failure) -> Progress {
         let ex = exchange_in(&mut self.conns, key)?;
         let old = ex.upstream;
         let index = ex.upstream_index;

@@ -107,6 +107,7 @@ pub fn config_for(upstreams: &[SocketAddr]) -> Config {
             level: "warn".to_string(),
         },
         metrics: None,
+        workers: 1,
     }
 }
 
