@@ -538,7 +538,8 @@ fn wire_len(resp: &Response) -> u64 {
 /// over one connection each, both now idle in the pool; 3 bad requests and
 /// no other error or timeout; the request body bytes and the response bytes
 /// the clients received, to the byte; 13 observations in the histogram; 3
-/// client connections open, 6 accepted.
+/// client connections open, 6 accepted; and, every connection being idle,
+/// no buffer memory held.
 #[test]
 fn one_scrape_counts_known_traffic_exactly() {
     let a = Upstream::echo("a");
@@ -616,6 +617,7 @@ fn one_scrape_counts_known_traffic_exactly() {
         ferroxy_request_duration_seconds_count 13
         ferroxy_client_connections 3                             # the keep-alive three; scrapers do not count
         ferroxy_accepted_connections_total 6                     # 3 keep-alive + 3 refused
+        ferroxy_buffer_bytes 0                                   # idle connections hold no buffer (lent only while bytes are in flight)
         "#,
     );
     let (m, text) = &scrape;
@@ -642,10 +644,6 @@ fn one_scrape_counts_known_traffic_exactly() {
     assert!(
         m.value("ferroxy_request_duration_seconds_sum", &[]) > 0.0,
         "thirteen requests took some time"
-    );
-    assert!(
-        m.value("ferroxy_buffer_bytes", &[]) > 0.0,
-        "three open connections hold buffers"
     );
     assert_eq!(
         (a.request_count(), b.request_count()),
@@ -1687,5 +1685,92 @@ fn the_rate_window_reads_a_steady_rate_and_forgets_old_traffic() {
         window.per_second(40_000, total),
         0.0,
         "ten quiet seconds later"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Several workers
+// ---------------------------------------------------------------------------
+
+/// Kills the child process however the story ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    probe.local_addr().expect("its address").port()
+}
+
+/// `workers: 2` runs two loops on one port (`SO_REUSEPORT`), and the
+/// kernel spreads connections over them. Forty connections of one request
+/// each (the chance that all forty land on one worker is 2^-39): the one
+/// metrics listener must count all forty, not only those of the worker that
+/// happens to own it. Told on the real binary, as workers are threads of
+/// the process.
+#[test]
+#[ignore = "BUG: with workers > 1, /metrics shows only the first worker's traffic"]
+fn with_two_workers_the_metrics_count_every_workers_requests() {
+    let upstream = Upstream::echo("echo");
+    let (port, metrics_port) = (free_port(), free_port());
+    let config = format!(
+        r#"{{ "listen": "127.0.0.1:{port}",
+  "upstreams": [{{ "host": "127.0.0.1", "port": {} }}],
+  "timeouts": {{ "connect_ms": 1000, "read_ms": 5000, "write_ms": 5000, "total_ms": 10000 }},
+  "limits": {{ "max_client_conns": 1000, "max_conns_per_upstream": 100 }},
+  "logging": {{ "level": "warn" }},
+  "metrics": {{ "listen": "127.0.0.1:{metrics_port}" }},
+  "workers": 2 }}"#,
+        upstream.addr.port()
+    );
+    let path = std::env::temp_dir().join(format!(
+        "ferroxy-metrics-workers-{}.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, config).expect("write the config");
+    let _proxy = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferroxy"))
+            .arg("--config")
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the ferroxy binary"),
+    );
+    let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(proxy).is_ok()
+                && std::net::TcpStream::connect(metrics).is_ok()
+        }),
+        "the binary should start listening"
+    );
+    // Read once at start (and on SIGHUP, which this story does not send).
+    let _ = std::fs::remove_file(&path);
+    // The probe connections above were accepted and closed without a
+    // request: they count as connections, not requests.
+    for i in 0..40 {
+        let resp = Client::connect(proxy).request(&get(&format!("/w/{i}")));
+        assert_eq!(resp.status, 200, "request {i}:\n{}", resp.raw_head);
+    }
+    assert_eq!(
+        upstream.request_count(),
+        40,
+        "the upstream saw every request"
+    );
+
+    let resp = Client::connect(metrics).request(&get("/metrics"));
+    let text = String::from_utf8(resp.body).expect("UTF-8");
+    let m = read_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        m.sum("ferroxy_requests_total"),
+        40.0,
+        "the scrape should count the requests of both workers:\n{text}"
     );
 }
