@@ -116,6 +116,8 @@ impl Reactor {
         };
         let waited = now.saturating_sub(client.head_started_ms.unwrap_or(client.since_ms));
         let bytes_out = error_response_len(status) as u64;
+        // The metrics listener's own refusals are not proxy traffic.
+        let admin = client.admin;
         access_log::log(&AccessLine {
             client: client.peer,
             request: None,
@@ -128,10 +130,12 @@ impl Reactor {
             connect_time: None,
             header_time: None,
         });
-        self.stats.requests += 1;
-        self.metrics
-            .record_request(status, None, waited * 1000, 0, bytes_out);
-        self.metrics.record_error(ErrorKind::BadRequest);
+        if !admin {
+            self.stats.requests += 1;
+            self.metrics
+                .record_request(status, None, waited * 1000, 0, bytes_out);
+            self.metrics.record_error(ErrorKind::BadRequest);
+        }
         self.answer_and_close(key, status);
     }
 
@@ -511,9 +515,13 @@ impl Reactor {
         let ClientPhase::Exchanging(ex) = &client.phase else {
             return;
         };
-        // Its index in the current list (a reload may have renumbered it).
+        // Its index in the current list (a reload may have renumbered it),
+        // if a connection to it was ever made: a refused connect forwarded
+        // nothing.
         let upstream = Some(ex.upstream_index).filter(|&i| {
-            ex.upstream_addr.is_some() && self.upstreams.addrs.get(i) == ex.upstream_addr.as_ref()
+            ex.connected_ms.is_some()
+                && ex.upstream_addr.is_some()
+                && self.upstreams.addrs.get(i) == ex.upstream_addr.as_ref()
         });
         self.metrics.record_request(
             ex.status,
