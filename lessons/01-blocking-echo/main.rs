@@ -17,6 +17,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
 
 /// A request head larger than this is refused (the connection is closed):
 /// without a limit, a client could make us buffer without end.
@@ -24,7 +25,17 @@ const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 const BODY: &[u8] = b"hello\n";
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lesson01_blocking: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> io::Result<()> {
     let port = port_from_args(7001)?;
     // 127.0.0.1 only: this server has no limits and must not be reachable
     // from other machines.
