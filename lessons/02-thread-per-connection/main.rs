@@ -232,11 +232,13 @@ fn idle_experiment(n: usize) -> io::Result<()> {
     let closing_started = Instant::now();
     drop(child.stdin.take());
     let _ = child.wait();
+    // A thread has finished serving before it has finished exiting (its
+    // stack is unmapped on the way out): wait until the threads are gone.
     wait_until(Duration::from_secs(120), || {
         open.load(Ordering::SeqCst) == 0
+            && Sample::take().is_ok_and(|now| now.threads <= before.threads)
     });
     let closing = closing_started.elapsed();
-    thread::sleep(Duration::from_millis(200));
     let after = Sample::take()?;
 
     println!("thread per connection, {n} idle keep-alive clients (this process only):");
@@ -256,7 +258,7 @@ fn idle_experiment(n: usize) -> io::Result<()> {
         per(before.virtual_kib, during.virtual_kib)
     );
     println!(
-        "opening them (connect, accept, spawn) took {:.1} s; their threads ending took {:.1} s",
+        "opening them (connect, accept, spawn) took {:.1} s; their threads exiting took {:.1} s",
         opening.as_secs_f64(),
         closing.as_secs_f64()
     );
