@@ -3,8 +3,9 @@
 //! The server is lesson 01's, with one change: each accepted connection gets
 //! a thread of its own, so a slow client blocks only its own thread. Every
 //! `read` and `write` still blocks; the kernel's scheduler now does the
-//! juggling that lesson 01 could not. (`diff` the two files: `serve` is the
-//! only real difference.)
+//! juggling that lesson 01 could not. (`serve_connection` is copied from
+//! lesson 01 unchanged but for its comments; `serve` is the fix, and the
+//! rest of this file is the `--idle` experiment.)
 //!
 //! Two modes:
 //!
