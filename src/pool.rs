@@ -13,10 +13,19 @@
 //! idle connection means the upstream closed it (or broke protocol) and it
 //! must go at once (lesson `12-keepalive-and-pool`).
 
-/// Idle connection keys, one LIFO stack per upstream.
+/// How long connections beyond `max_idle_per_upstream` may stay idle. A
+/// burst of responses finishing in one turn parks more connections than the
+/// limit for a moment; closing them at once would only mean connecting
+/// again for the requests that follow them a millisecond later (at 500
+/// concurrent clients that was one `connect` per request). The limit bounds
+/// connections left idle, so the excess closes once it has sat this long.
+pub const EXCESS_GRACE_MS: u64 = 1000;
+
+/// Idle connection keys, one LIFO stack per upstream, with when each was
+/// parked (oldest at the bottom).
 #[derive(Debug)]
 pub struct IdlePool {
-    per_upstream: Vec<Vec<usize>>,
+    per_upstream: Vec<Vec<(usize, u64)>>,
     max_per_upstream: usize,
 }
 
@@ -30,25 +39,54 @@ impl IdlePool {
 
     /// The most recently parked connection to `upstream`, if any.
     pub fn take(&mut self, upstream: usize) -> Option<usize> {
-        self.per_upstream.get_mut(upstream)?.pop()
+        self.per_upstream
+            .get_mut(upstream)?
+            .pop()
+            .map(|(key, _)| key)
     }
 
-    /// Park `key`. When the stack is full the *oldest* connection is
-    /// returned for the caller to close (with a limit of 0, `key` itself).
-    pub fn park(&mut self, upstream: usize, key: usize) -> Option<usize> {
+    /// Park `key` at `now_ms`. With a limit of 0 the pool is off and `key`
+    /// comes straight back, for the caller to close. Over the limit it is
+    /// kept for now: see [`IdlePool::trim`].
+    pub fn park(&mut self, upstream: usize, key: usize, now_ms: u64) -> Option<usize> {
+        if self.max_per_upstream == 0 {
+            return Some(key);
+        }
+        match self.per_upstream.get_mut(upstream) {
+            Some(stack) => {
+                stack.push((key, now_ms));
+                None
+            }
+            None => Some(key),
+        }
+    }
+
+    /// The oldest connection beyond the limit that has been idle for
+    /// [`EXCESS_GRACE_MS`] by `now_ms`, taken out for the caller to close.
+    pub fn trim(&mut self, upstream: usize, now_ms: u64) -> Option<usize> {
         let max = self.max_per_upstream;
-        let Some(stack) = self.per_upstream.get_mut(upstream) else {
-            return Some(key);
-        };
-        if max == 0 {
-            return Some(key);
+        let stack = self.per_upstream.get_mut(upstream)?;
+        match stack.first() {
+            Some(&(key, parked)) if stack.len() > max && parked + EXCESS_GRACE_MS <= now_ms => {
+                stack.remove(0);
+                Some(key)
+            }
+            _ => None,
         }
-        stack.push(key);
-        if stack.len() > max {
-            Some(stack.remove(0))
-        } else {
-            None
-        }
+    }
+
+    /// When the next [`IdlePool::trim`] will find something to close.
+    pub fn next_trim(&self) -> Option<u64> {
+        self.per_upstream
+            .iter()
+            .filter(|stack| stack.len() > self.max_per_upstream)
+            .filter_map(|stack| stack.first().map(|&(_, parked)| parked + EXCESS_GRACE_MS))
+            .min()
+    }
+
+    /// A reload changed the limit: applies from the next `trim` on.
+    pub fn set_max_per_upstream(&mut self, max: usize) {
+        self.max_per_upstream = max;
     }
 
     /// Forget `key` (it closed while idle). Returns whether it was here.
@@ -56,18 +94,13 @@ impl IdlePool {
         let Some(stack) = self.per_upstream.get_mut(upstream) else {
             return false;
         };
-        match stack.iter().position(|&k| k == key) {
+        match stack.iter().position(|&(k, _)| k == key) {
             Some(at) => {
                 stack.remove(at);
                 true
             }
             None => false,
         }
-    }
-
-    /// A reload changed the limit: applies from the next `park` on.
-    pub fn set_max_per_upstream(&mut self, max: usize) {
-        self.max_per_upstream = max;
     }
 
     /// Idle connections to one upstream.
@@ -84,11 +117,12 @@ impl IdlePool {
         self.len() == 0
     }
 
-    /// Every parked key (to close them all at shutdown).
+    /// Every parked key (to close them all at shutdown or reload).
     pub fn drain_all(&mut self) -> Vec<usize> {
         self.per_upstream
             .iter_mut()
             .flat_map(std::mem::take)
+            .map(|(key, _)| key)
             .collect()
     }
 }

@@ -2,7 +2,7 @@
 //! without sockets: the balancer and the pool only count.
 
 use ferroxy::balance::RoundRobin;
-use ferroxy::pool::IdlePool;
+use ferroxy::pool::{EXCESS_GRACE_MS, IdlePool};
 
 /// Two upstreams, a hundred picks: exactly fifty each, alternating.
 #[test]
@@ -33,25 +33,44 @@ fn failover_wraps_around() {
 #[test]
 fn pool_reuses_the_most_recent_connection() {
     let mut pool = IdlePool::new(2, 4);
-    assert_eq!(pool.park(0, 10), None);
-    assert_eq!(pool.park(0, 11), None);
+    assert_eq!(pool.park(0, 10, 0), None);
+    assert_eq!(pool.park(0, 11, 0), None);
     assert_eq!(pool.take(0), Some(11), "last in, first out");
     assert_eq!(pool.take(0), Some(10));
     assert_eq!(pool.take(0), None);
     assert_eq!(pool.take(1), None, "upstreams do not share connections");
 }
 
-/// A full pool gives back its oldest connection to be closed.
+/// A burst may park more than the limit; the excess, oldest first, is
+/// trimmed only once it has been idle for the grace period, so connections
+/// about to be reused are not closed and reopened.
 #[test]
-fn full_pool_evicts_the_oldest() {
+fn excess_is_trimmed_after_the_grace() {
     let mut pool = IdlePool::new(1, 2);
-    pool.park(0, 1);
-    pool.park(0, 2);
-    assert_eq!(pool.park(0, 3), Some(1), "the oldest goes");
-    assert_eq!(pool.len(), 2);
+    pool.park(0, 1, 0);
+    pool.park(0, 2, 0);
+    pool.park(0, 3, 10);
+    assert_eq!(pool.len(), 3, "a burst may exceed the limit for a moment");
+    assert_eq!(pool.trim(0, 500), None, "not before the grace");
+    assert_eq!(
+        pool.next_trim(),
+        Some(EXCESS_GRACE_MS),
+        "the oldest is due first"
+    );
+    assert_eq!(
+        pool.trim(0, EXCESS_GRACE_MS),
+        Some(1),
+        "then the oldest goes"
+    );
+    assert_eq!(
+        pool.trim(0, EXCESS_GRACE_MS),
+        None,
+        "down to the limit, no further"
+    );
+    assert_eq!(pool.next_trim(), None);
     let mut none = IdlePool::new(1, 0);
     assert_eq!(
-        none.park(0, 7),
+        none.park(0, 7, 0),
         Some(7),
         "with a limit of 0 nothing is kept"
     );
@@ -62,7 +81,7 @@ fn full_pool_evicts_the_oldest() {
 fn closed_idle_connection_is_removed() {
     let mut pool = IdlePool::new(1, 8);
     for key in [1, 2, 3] {
-        pool.park(0, key);
+        pool.park(0, key, 0);
     }
     assert!(pool.remove(0, 2));
     assert!(!pool.remove(0, 2), "already gone");

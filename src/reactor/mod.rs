@@ -351,6 +351,7 @@ impl Reactor {
             }
             self.expire_timers();
             self.serve_queues();
+            self.trim_pools();
             self.rate.sample(self.now, self.metrics.requests);
             self.share_figures();
             if self.drained() {
@@ -372,6 +373,7 @@ impl Reactor {
             self.timers.next_deadline(),
             self.draining_until,
             self.share_due(),
+            self.upstreams.pool.next_trim(),
         ]
         .into_iter()
         .flatten()
