@@ -21,8 +21,13 @@ pub const DEFAULT_CONFIG: &str = "./config.json";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Run the proxy in the foreground; with `demo`, also start the
-    /// built-in demo upstreams on the config's upstream addresses.
-    Run { config: PathBuf, demo: bool },
+    /// built-in demo upstreams on the config's upstream addresses; with
+    /// `trace`, log at `trace` whatever the config says.
+    Run {
+        config: PathBuf,
+        demo: bool,
+        trace: bool,
+    },
     /// Validate the config, print a summary, exit (like `nginx -t`).
     Check { config: PathBuf },
     /// Print the version and exit.
@@ -36,7 +41,8 @@ pub const USAGE: &str = "\
 ferroxy: a small HTTP/1.1 reverse proxy on one poll loop, written to be read
 
 USAGE:
-    ferroxy [--config PATH] [--demo]    run the proxy in the foreground
+    ferroxy [--config PATH] [--demo] [--trace]
+                                        run the proxy in the foreground
     ferroxy --check [--config PATH]     validate the config, print a summary
     ferroxy --version | --help
 
@@ -45,6 +51,10 @@ OPTIONS:
                      config file to read (default: ./config.json)
     --check          validate the config and print what it means; exit 0 if
                      good, else print `error: <what>, <where>` and exit 1
+    --trace          narrate the reactor for a learner: every wake-up and its
+                     events, state change, interest change and timer, one
+                     short line each (the `trace` log level, whatever the
+                     config says); follow a single curl through the loop
     --demo           also start one built-in demo upstream on each upstream
                      address of the config (loopback only), so `curl` works
                      at once; try /bytes/N, /chunked/N, /delay/MS,
@@ -80,6 +90,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     let mut config: Option<PathBuf> = None;
     let mut check = false;
     let mut demo = false;
+    let mut trace = false;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -92,6 +103,10 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
             }
             "--demo" => {
                 demo = true;
+                continue;
+            }
+            "--trace" => {
+                trace = true;
                 continue;
             }
             "--config" => match args.next() {
@@ -127,11 +142,16 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     }
 
     let config = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-    match (check, demo) {
-        (true, true) => {
-            Err("--check only validates the config; it cannot be combined with --demo".to_string())
-        }
+    match (check, demo || trace) {
+        (true, true) => Err(
+            "--check only validates the config; it cannot be combined with --demo or --trace"
+                .to_string(),
+        ),
         (true, false) => Ok(Command::Check { config }),
-        (false, _) => Ok(Command::Run { config, demo }),
+        (false, _) => Ok(Command::Run {
+            config,
+            demo,
+            trace,
+        }),
     }
 }

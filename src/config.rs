@@ -33,6 +33,10 @@ pub struct Config {
     /// The metrics/admin listener; off when absent.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Reactor threads, each its own single poll loop on its own
+    /// `SO_REUSEPORT` listener (the kernel spreads new connections).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -103,6 +107,9 @@ fn default_client_header_ms() -> u64 {
 }
 fn default_keepalive_ms() -> u64 {
     60_000
+}
+fn default_workers() -> usize {
+    1
 }
 fn default_tunnel_idle_ms() -> u64 {
     300_000
@@ -263,6 +270,7 @@ impl Config {
             l.max_header_bytes, l.buffer_bytes
         ));
         out.push_str(&format!("logging     level {}\n", self.logging.level));
+        out.push_str(&format!("workers     {}\n", self.workers));
         match &self.metrics {
             Some(m) => out.push_str(&format!("metrics     http://{}/metrics\n", m.listen)),
             None => out.push_str("metrics     off\n"),
@@ -293,6 +301,13 @@ impl Config {
             return Err(fail(format!(
                 "metrics.listen: {:?} is not an address like \"127.0.0.1:9090\" ({err})",
                 metrics.listen
+            )));
+        }
+
+        if !(1..=64).contains(&self.workers) {
+            return Err(fail(format!(
+                "workers: {} is out of range (1 to 64; one per core is plenty)",
+                self.workers
             )));
         }
 

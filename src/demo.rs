@@ -627,7 +627,7 @@ impl Reply {
         let mut head = format!(
             "HTTP/1.1 {} {}\r\nX-Upstream: {}\r\n",
             self.status,
-            reason_phrase(self.status),
+            crate::http::errors::reason(self.status),
             shared.name
         );
         let mut keep_alive = rules.keep_alive;
@@ -776,7 +776,10 @@ fn status_reply(code: u16) -> Reply {
             status: code,
             body: ReplyBody::Nothing,
         },
-        _ => Reply::text(code, format!("{code} {}", reason_phrase(code))),
+        _ => Reply::text(
+            code,
+            format!("{code} {}", crate::http::errors::reason(code)),
+        ),
     }
 }
 
@@ -816,33 +819,4 @@ fn path_of(target: &str) -> &str {
         .split(['?', '#'])
         .next()
         .unwrap_or(after_authority)
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        417 => "Expectation Failed",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        // The reason phrase is decoration (RFC 9112 section 4); empty is valid.
-        _ => "",
-    }
 }

@@ -31,6 +31,10 @@ use crate::http::framing::{BodyFraming, BodyReader, FramingError, Step};
 use crate::http::head::{HeadLimits, RequestHead, Version, parse_response};
 use crate::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
 
+/// Room for what a rewrite adds to a head (`Via`, `X-Forwarded-*`,
+/// `Connection`), so composing it allocates once.
+const FIELDS_WE_ADD: usize = 160;
+
 /// Where the response is.
 #[derive(Debug)]
 pub enum ResponseState {
@@ -174,7 +178,11 @@ impl Exchange {
             proto: "http",
             default_host,
         };
-        write_request_head(&self.request, &ctx, self.request_head.compose());
+        // One allocation of the right size, not a Vec doubling its way up:
+        // the rewritten head is the received one plus a few fields.
+        let out = self.request_head.compose();
+        out.reserve(self.request.len + FIELDS_WE_ADD);
+        write_request_head(&self.request, &ctx, out);
     }
 
     /// Every request byte has been sent upstream (or classified as done).
@@ -357,6 +365,7 @@ impl Exchange {
             Err(e) => return Err(Failure::BadResponse(e.describe())),
         };
         upstream_in.consume(head.len);
+        out.compose().reserve(head.len + FIELDS_WE_ADD);
         let client_version = self.request.version;
         if head.status == 101 {
             // Only a tunnel the client asked for: anything else would let the

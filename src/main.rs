@@ -33,7 +33,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
-        Command::Run { config, demo } => run(&config, demo),
+        Command::Run {
+            config,
+            demo,
+            trace,
+        } => run(&config, demo, trace),
     }
 }
 
@@ -53,7 +57,7 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path, demo: bool) -> ExitCode {
+fn run(path: &Path, demo: bool, trace: bool) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(err) => {
@@ -74,7 +78,13 @@ fn run(path: &Path, demo: bool) -> ExitCode {
         eprintln!("error: cannot start the logger ({err})");
         return ExitCode::from(1);
     }
-    log::set_max_level(config.log_level());
+    // `--trace` narrates the loop; when off, each trace! in the reactor is
+    // one comparison against this level, and nothing else.
+    log::set_max_level(if trace {
+        log::LevelFilter::Trace
+    } else {
+        config.log_level()
+    });
 
     // Held until the loop returns: dropping a DemoUpstream stops it.
     let _demos = if demo {

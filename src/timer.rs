@@ -20,6 +20,8 @@
 //!
 //! Lesson: `lessons/10-timers`.
 
+use std::cell::Cell;
+
 use slab::Slab;
 
 /// Names one timer, for `cancel`. Carries a generation so a handle kept
@@ -51,6 +53,11 @@ pub struct TimerWheel<T> {
     next_generation: u64,
     /// Every tick before this one has been expired.
     current_tick: u64,
+    /// The answer of the last `next_deadline`, while still true. The loop
+    /// asks before every `poll`, and in a steady stream of requests nothing
+    /// it depends on changes between asks (deadlines that move later do
+    /// not touch the wheel), so the walk over the slots is rarely needed.
+    next_cache: Cell<Option<Option<u64>>>,
 }
 
 impl<T> TimerWheel<T> {
@@ -66,6 +73,7 @@ impl<T> TimerWheel<T> {
             entries: Slab::new(),
             next_generation: 0,
             current_tick: now_ms / tick_ms,
+            next_cache: Cell::new(Some(None)),
         }
     }
 
@@ -103,6 +111,11 @@ impl<T> TimerWheel<T> {
         }
         self.heads[slot] = Some(key);
         self.occupied[slot / 64] |= 1 << (slot % 64);
+        if let Some(next) = self.next_cache.get() {
+            // Still exact: the earliest is the old one or this one.
+            let earliest = next.map_or(deadline_ms, |n| n.min(deadline_ms));
+            self.next_cache.set(Some(Some(earliest)));
+        }
         TimerId { key, generation }
     }
 
@@ -117,6 +130,10 @@ impl<T> TimerWheel<T> {
 
     fn unlink(&mut self, key: usize) -> T {
         let entry = self.entries.remove(key);
+        if self.next_cache.get() == Some(Some(entry.deadline_ms)) {
+            // The earliest may just have gone: find it again when asked.
+            self.next_cache.set(None);
+        }
         match entry.prev {
             Some(prev) => self.entries[prev].next = entry.next,
             None => self.heads[entry.slot] = entry.next,
@@ -165,6 +182,15 @@ impl<T> TimerWheel<T> {
     /// only later revolutions are skipped (rare with timeouts shorter than
     /// one revolution, so this is close to O(1) in practice).
     pub fn next_deadline(&self) -> Option<u64> {
+        if let Some(known) = self.next_cache.get() {
+            return known;
+        }
+        let next = self.find_next_deadline();
+        self.next_cache.set(Some(next));
+        next
+    }
+
+    fn find_next_deadline(&self) -> Option<u64> {
         if self.entries.is_empty() {
             return None;
         }

@@ -3,32 +3,13 @@
 //! so each story is exact and needs no socket.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use ferroxy::buffer::{Buffer, BufferPool};
 
-/// A reader that returns whatever the script says next.
-struct ScriptedReader {
-    script: VecDeque<io::Result<Vec<u8>>>,
-}
-
-impl Read for ScriptedReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        match self.script.pop_front() {
-            None => Ok(0),
-            Some(Err(e)) => Err(e),
-            Some(Ok(mut bytes)) => {
-                let n = bytes.len().min(out.len());
-                out[..n].copy_from_slice(&bytes[..n]);
-                if n < bytes.len() {
-                    // What did not fit stays queued, as in a socket.
-                    self.script.push_front(Ok(bytes.split_off(n)));
-                }
-                Ok(n)
-            }
-        }
-    }
-}
+#[path = "support/scripted.rs"]
+mod scripted;
+use scripted::ScriptedReader;
 
 /// A writer that accepts at most `accept` bytes per call, then says WouldBlock.
 struct ShortWriter {
@@ -66,9 +47,10 @@ fn partial_reads_and_writes_keep_order() {
     let mut pool = BufferPool::new(8, 4);
     let mut buf = Buffer::with_capacity(8);
     buf.attach(&mut pool);
-    let mut src = ScriptedReader {
-        script: VecDeque::from(vec![Ok(b"abc".to_vec()), Ok(b"def".to_vec())]),
-    };
+    let mut src = ScriptedReader(VecDeque::from(vec![
+        Ok(b"abc".to_vec()),
+        Ok(b"def".to_vec()),
+    ]));
     let mut dst = ShortWriter {
         accept: 2,
         calls_before_block: 100,
@@ -95,9 +77,7 @@ fn full_buffer_slides_when_drained_from_the_front() {
     let mut pool = BufferPool::new(4, 4);
     let mut buf = Buffer::with_capacity(4);
     buf.attach(&mut pool);
-    let mut src = ScriptedReader {
-        script: VecDeque::from(vec![Ok(b"123456".to_vec())]),
-    };
+    let mut src = ScriptedReader(VecDeque::from(vec![Ok(b"123456".to_vec())]));
     assert_eq!(buf.read_from(&mut src).unwrap(), 4);
     assert!(buf.is_full(), "4 of 4 bytes: full, stop reading the source");
     assert_eq!(buf.space(), 0);
@@ -115,16 +95,14 @@ fn would_block_is_returned_to_the_caller() {
     let mut pool = BufferPool::new(4, 4);
     let mut buf = Buffer::with_capacity(4);
     buf.attach(&mut pool);
-    let mut src = ScriptedReader {
-        script: VecDeque::from(vec![Err(io::ErrorKind::WouldBlock.into())]),
-    };
+    let mut src = ScriptedReader(VecDeque::from(vec![Err(io::ErrorKind::WouldBlock.into())]));
     let err = buf.read_from(&mut src).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     assert!(buf.is_empty());
 
-    buf.read_from(&mut ScriptedReader {
-        script: VecDeque::from(vec![Ok(b"xy".to_vec())]),
-    })
+    buf.read_from(&mut ScriptedReader(VecDeque::from(vec![
+        Ok(b"xy".to_vec()),
+    ])))
     .unwrap();
     let mut blocked = ShortWriter {
         accept: 10,
@@ -150,9 +128,9 @@ fn memory_only_while_bytes_wait() {
     assert_eq!(buf.allocated(), 0, "a new buffer holds no memory");
     buf.attach(&mut pool);
     assert_eq!(buf.allocated(), 16);
-    buf.read_from(&mut ScriptedReader {
-        script: VecDeque::from(vec![Ok(b"abc".to_vec())]),
-    })
+    buf.read_from(&mut ScriptedReader(VecDeque::from(vec![Ok(
+        b"abc".to_vec()
+    )])))
     .unwrap();
     buf.detach_if_empty(&mut pool);
     assert_eq!(buf.allocated(), 16, "bytes still wait: the memory stays");

@@ -15,6 +15,7 @@ fn run_default(demo: bool) -> Command {
     Command::Run {
         config: PathBuf::from(DEFAULT_CONFIG),
         demo,
+        trace: false,
     }
 }
 
@@ -32,6 +33,7 @@ fn config_path_in_both_spellings() {
     let expected = Ok(Command::Run {
         config: PathBuf::from("/etc/ferroxy.json"),
         demo: false,
+        trace: false,
     });
     assert_eq!(
         parse(&["--config", "/etc/ferroxy.json"]),
@@ -48,6 +50,7 @@ fn demo_with_and_without_config() {
     let expected = Ok(Command::Run {
         config: PathBuf::from("x.json"),
         demo: true,
+        trace: false,
     });
     assert_eq!(
         parse(&["--demo", "--config", "x.json"]),
@@ -142,7 +145,8 @@ fn dash_path_works_with_equals() {
         parse(&["--config=-odd.json"]),
         Ok(Command::Run {
             config: PathBuf::from("-odd.json"),
-            demo: false
+            demo: false,
+            trace: false,
         }),
         "--config=-odd.json"
     );
@@ -405,5 +409,24 @@ fn binary_unknown_flag_exits_2() {
     assert!(
         err.starts_with("error: unknown option `--frobnicate`") && err.contains("--help"),
         "names the flag, suggests --help: {err:?}"
+    );
+}
+
+/// `--trace` narrates the reactor; it combines with `--demo` and
+/// `--config`, but not with `--check`, which starts nothing to narrate.
+#[test]
+fn trace_runs_with_narration() {
+    assert_eq!(
+        parse(&["--demo", "--trace"]),
+        Ok(Command::Run {
+            config: PathBuf::from(DEFAULT_CONFIG),
+            demo: true,
+            trace: true,
+        }),
+        "--demo --trace"
+    );
+    assert!(
+        parse(&["--check", "--trace"]).is_err(),
+        "--check --trace must be refused"
     );
 }

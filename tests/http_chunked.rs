@@ -6,24 +6,9 @@
 use ferroxy::http::chunked::{ChunkedDecoder, MAX_SIZE_LINE_BYTES, MAX_TRAILER_BYTES};
 use ferroxy::http::framing::{FramingError, Step};
 
-/// xorshift64: a tiny deterministic PRNG, so a failing random split can be
-/// replayed from its seed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::XorShift;
 
 /// How a drive ended.
 #[derive(Debug, PartialEq, Eq)]

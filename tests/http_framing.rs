@@ -3,23 +3,9 @@
 
 use ferroxy::http::framing::{BodyFraming, BodyReader, FramingError, Step};
 
-/// xorshift64: a tiny deterministic PRNG for reproducible random splits.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::XorShift;
 
 /// Step `reader` over `input` arriving in the given pieces, consuming what
 /// each step reports. Returns the data bytes and how many bytes were

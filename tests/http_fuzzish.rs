@@ -12,6 +12,10 @@ use ferroxy::http::framing::{BodyFraming, BodyReader, Step};
 use ferroxy::http::head::{HeadLimits, parse_request, parse_response};
 use ferroxy::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
 
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::XorShift;
+
 /// Iterations per test: a quick default for `cargo test`; set
 /// `FERROXY_FUZZ_ITERATIONS=5000000` for a longer hunt before a release.
 fn iterations(default: usize) -> usize {
@@ -19,24 +23,6 @@ fn iterations(default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// xorshift64: a tiny deterministic PRNG.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// Bytes that matter to HTTP parsers, so mutations hit interesting places

@@ -788,3 +788,26 @@ fn list_helpers_split_and_match_tokens() {
         "no prefix match"
     );
 }
+
+/// The bare-LF check reads eight bytes at a time, so a CRLF may straddle
+/// two words (CR last in one, LF first in the next). Shift a field so its
+/// line end falls at every alignment: a CRLF is always fine, a lone LF
+/// always refused, wherever it lands.
+#[test]
+fn bare_lf_found_at_every_alignment() {
+    for pad in 0..24 {
+        let filler = "x".repeat(pad);
+        let good = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {filler}\r\nAccept: */*\r\n\r\n");
+        let parsed = parse_request(good.as_bytes(), &HeadLimits::default());
+        assert!(
+            matches!(parsed, Ok(Some(_))),
+            "CRLF after {pad} pad bytes must parse, got {parsed:?}"
+        );
+        let bare = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {filler}\nAccept: */*\r\n\r\n");
+        let refused = parse_request(bare.as_bytes(), &HeadLimits::default());
+        assert!(
+            matches!(refused, Err(RequestError::Malformed(_))),
+            "a bare LF after {pad} pad bytes must be refused, got {refused:?}"
+        );
+    }
+}

@@ -3,31 +3,14 @@
 //! each story is exact and needs no network.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use ferroxy::buffer::{Buffer, BufferPool};
 use ferroxy::conn::{ReadOutcome, Readiness, WriteOutcome, read_into, write_two};
 
-/// A socket whose reads follow a script: bytes, `WouldBlock`, or EOF (an
-/// empty script).
-struct Script(VecDeque<io::Result<Vec<u8>>>);
-
-impl Read for Script {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        match self.0.pop_front() {
-            None => Ok(0),
-            Some(Err(e)) => Err(e),
-            Some(Ok(mut bytes)) => {
-                let n = bytes.len().min(out.len());
-                out[..n].copy_from_slice(&bytes[..n]);
-                if n < bytes.len() {
-                    self.0.push_front(Ok(bytes.split_off(n)));
-                }
-                Ok(n)
-            }
-        }
-    }
-}
+#[path = "support/scripted.rs"]
+mod scripted;
+use scripted::ScriptedReader;
 
 fn readable() -> Readiness {
     Readiness {
@@ -44,7 +27,7 @@ fn short_read_means_drained() {
     let mut pool = BufferPool::new(64, 1);
     let mut buf = Buffer::with_capacity(64);
     let mut ready = readable();
-    let mut socket = Script(VecDeque::from(vec![Ok(b"GET / HTTP/1.1\r\n".to_vec())]));
+    let mut socket = ScriptedReader(VecDeque::from(vec![Ok(b"GET / HTTP/1.1\r\n".to_vec())]));
     let outcome = read_into(&mut socket, &mut ready, &mut buf, &mut pool);
     assert!(matches!(outcome, ReadOutcome::Data(16)), "got {outcome:?}");
     assert!(!ready.readable, "16 of 64 bytes: the socket is drained");
@@ -60,7 +43,7 @@ fn fin_that_came_with_the_data_is_still_read() {
         peer_closed: true,
         ..readable()
     };
-    let mut socket = Script(VecDeque::from(vec![Ok(b"last bytes".to_vec())]));
+    let mut socket = ScriptedReader(VecDeque::from(vec![Ok(b"last bytes".to_vec())]));
     let first = read_into(&mut socket, &mut ready, &mut buf, &mut pool);
     assert!(matches!(first, ReadOutcome::Data(10)), "got {first:?}");
     assert!(ready.readable, "the peer closed: the EOF is still to read");
@@ -75,7 +58,7 @@ fn filling_the_offered_tail_is_not_a_short_read() {
     let mut pool = BufferPool::new(10, 1);
     let mut buf = Buffer::with_capacity(10);
     let mut ready = readable();
-    let mut socket = Script(VecDeque::from(vec![
+    let mut socket = ScriptedReader(VecDeque::from(vec![
         Ok(b"12345678".to_vec()),
         Ok(b"abcdef".to_vec()),
     ]));

@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 
 use ferroxy::timer::{TimerId, TimerWheel};
 
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::XorShift;
+
 /// A timer fires when its deadline passes, not before, and only once.
 #[test]
 fn fires_once_when_due() {
@@ -89,25 +93,25 @@ fn past_deadline_fires_next() {
 fn agrees_with_a_sorted_model() {
     let mut rng = XorShift(0x5eed_f00d_dead_beef);
     for round in 0..200 {
-        let tick = 1 + rng.below(20);
-        let slots = 64 << rng.below(3);
-        let mut now = rng.below(1_000_000);
+        let tick = 1 + rng.below_u64(20);
+        let slots = 64 << rng.below_u64(3);
+        let mut now = rng.below_u64(1_000_000);
         let mut wheel = TimerWheel::new(tick, slots as usize, now);
         // model: (deadline, serial) -> value; handles: serial -> id
         let mut model: BTreeMap<(u64, u64), u64> = BTreeMap::new();
         let mut handles: Vec<(u64, u64, TimerId)> = Vec::new();
         for serial in 0..400u64 {
-            match rng.below(10) {
+            match rng.below_u64(10) {
                 0..=4 => {
                     // Mostly near deadlines, some beyond a revolution.
-                    let span = if rng.below(4) == 0 { 50_000 } else { 2_000 };
-                    let deadline = now + rng.below(span);
+                    let span = if rng.below_u64(4) == 0 { 50_000 } else { 2_000 };
+                    let deadline = now + rng.below_u64(span);
                     let id = wheel.insert(deadline, serial);
                     model.insert((deadline, serial), serial);
                     handles.push((deadline, serial, id));
                 }
                 5..=6 if !handles.is_empty() => {
-                    let at = rng.below(handles.len() as u64) as usize;
+                    let at = rng.below_u64(handles.len() as u64) as usize;
                     let (deadline, serial, id) = handles.swap_remove(at);
                     let expected = model.remove(&(deadline, serial));
                     assert_eq!(
@@ -117,7 +121,7 @@ fn agrees_with_a_sorted_model() {
                     );
                 }
                 _ => {
-                    now += rng.below(3_000);
+                    now += rng.below_u64(3_000);
                     let mut fired = Vec::new();
                     wheel.expire(now, |v| fired.push(v));
                     let mut due: Vec<u64> = Vec::new();
@@ -141,17 +145,5 @@ fn agrees_with_a_sorted_model() {
             );
             assert_eq!(wheel.len(), model.len(), "round {round}: timers waiting");
         }
-    }
-}
-
-/// A tiny deterministic PRNG, so a failure repeats exactly.
-struct XorShift(u64);
-
-impl XorShift {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
     }
 }

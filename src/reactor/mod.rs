@@ -217,14 +217,22 @@ pub struct Reactor {
 impl Reactor {
     /// Bind the listener and set up the loop (nothing runs yet).
     pub fn bind(config: &Config) -> io::Result<Reactor> {
+        Reactor::bind_worker(config, false, true)
+    }
+
+    /// The same for one of several workers: `shared_port` binds with
+    /// `SO_REUSEPORT`, so each worker has its own listener on one address
+    /// and the kernel spreads new connections over them; only the worker
+    /// with `metrics` opens the metrics listener.
+    fn bind_worker(config: &Config, shared_port: bool, metrics: bool) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen_addr())?;
+        let mut listener = listen(config.listen_addr(), shared_port)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listen_addr = listener.local_addr()?;
         let admin_listener = match &config.metrics {
-            Some(metrics) => {
-                let addr = metrics.listen.parse().map_err(|e| {
+            Some(settings) if metrics => {
+                let addr = settings.listen.parse().map_err(|e| {
                     io::Error::new(io::ErrorKind::InvalidInput, format!("metrics.listen: {e}"))
                 })?;
                 let mut admin = TcpListener::bind(addr)?;
@@ -232,7 +240,7 @@ impl Reactor {
                     .register(&mut admin, ADMIN_LISTENER, Interest::READABLE)?;
                 Some(admin)
             }
-            None => None,
+            _ => None,
         };
         Ok(Reactor {
             poll,
@@ -795,13 +803,60 @@ pub fn start(config: &Config) -> io::Result<ProxyHandle> {
 
 /// Bind the listener and run the loop on this thread: the binary's way.
 /// SIGTERM and SIGINT shut down gracefully; SIGHUP re-reads `config_path`.
+///
+/// With `workers` > 1, as many loops run, each on its own thread with its
+/// own `SO_REUSEPORT` listener, sharing nothing: no lock, no queue, no
+/// shared pool between them (each has its own upstream connections). Every
+/// worker receives the signals and drains or reloads itself.
 pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
-    let mut reactor = Reactor::bind(config)?;
-    reactor.config_path = config_path.map(Path::to_path_buf);
-    reactor.listen_for_signals()?;
-    info!("ferroxy listening on http://{}", reactor.local_addr());
-    if let Some(admin) = reactor.admin_addr() {
+    let workers = config.workers.max(1);
+    let mut first = Reactor::bind_worker(config, workers > 1, true)?;
+    first.config_path = config_path.map(Path::to_path_buf);
+    first.listen_for_signals()?;
+    info!("ferroxy listening on http://{}", first.local_addr());
+    if let Some(admin) = first.admin_addr() {
         info!("metrics on http://{admin}/metrics, panel on http://{admin}/");
     }
-    reactor.run()
+    // The others bind the very address the first got (a port of 0 became
+    // a real port).
+    let mut shared = config.clone();
+    shared.listen = first.local_addr().to_string();
+    let mut threads = Vec::new();
+    for n in 1..workers {
+        let mut worker = Reactor::bind_worker(&shared, true, false)?;
+        worker.config_path = config_path.map(Path::to_path_buf);
+        worker.listen_for_signals()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("ferroxy-worker-{n}"))
+            .spawn(move || worker.run())?;
+        threads.push(thread);
+    }
+    if workers > 1 {
+        info!("{workers} workers, each its own poll loop on its own listener");
+    }
+    let result = first.run();
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("a worker failed: {e}"),
+            Err(_) => error!("a worker panicked"),
+        }
+    }
+    result
+}
+
+/// A non-blocking listener on `addr`; with `shared_port`, several may
+/// listen on the same address (`SO_REUSEPORT`), one per worker.
+fn listen(addr: SocketAddr, shared_port: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Restarting must not wait for old connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    if shared_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(TcpListener::from_std(socket.into()))
 }

@@ -23,7 +23,7 @@
 //!
 //! Lesson: `lessons/10-timers`.
 
-use log::warn;
+use log::{trace, warn};
 
 use super::client::upstream_label;
 use super::{Reactor, exchange_in};
@@ -128,7 +128,7 @@ impl Reactor {
     /// fire, find nothing due, and be set again), so a deadline that keeps
     /// moving later costs no wheel operation at all.
     pub(super) fn arm_timer(&mut self, key: usize) {
-        let Some((deadline, _)) = self.deadline_of(key) else {
+        let Some((deadline, kind)) = self.deadline_of(key) else {
             return;
         };
         let Some(conn) = self.conns.get_mut(key) else {
@@ -139,7 +139,15 @@ impl Reactor {
                 return;
             }
             self.timers.cancel(armed.id);
+            trace!(
+                "connection {key}: timer at {} ms cancelled (an earlier deadline came)",
+                armed.deadline_ms
+            );
         }
+        trace!(
+            "connection {key}: timer set for {} at {deadline} ms",
+            kind.config_key()
+        );
         let id = self.timers.insert(deadline, conn.io.id);
         conn.io.timer = Some(ArmedTimer {
             id,
@@ -159,9 +167,19 @@ impl Reactor {
             }
             self.conns[id.key].io.timer = None;
             match self.deadline_of(id.key) {
-                Some((at, kind)) if at <= self.now => self.timed_out(id.key, kind),
+                Some((at, kind)) if at <= self.now => {
+                    trace!(
+                        "connection {}: timer fired, {} is due",
+                        id.key,
+                        kind.config_key()
+                    );
+                    self.timed_out(id.key, kind)
+                }
                 // Moved later since the timer was set: set it again.
-                _ => self.arm_timer(id.key),
+                _ => {
+                    trace!("connection {}: timer fired early, nothing due yet", id.key);
+                    self.arm_timer(id.key)
+                }
             }
         }
     }
@@ -181,7 +199,16 @@ impl Reactor {
         let can_answer = exchange_in(&mut self.conns, key).is_ok_and(|ex| ex.can_answer_error());
         let sending_body =
             exchange_in(&mut self.conns, key).is_ok_and(|ex| !ex.request_body_done());
-        let context = format!("{role} connection {key} ({peer}), upstream {upstream}");
+        let context = format!("{role} connection {key} ({peer})");
+        // Answers of ours log through `fail` (one line, with the upstream);
+        // quiet closes log here.
+        let answer = |this: &mut Reactor, status: u16, what_happened: &str| {
+            this.fail(
+                key,
+                status,
+                &format!("timeout {what}: {what_happened} on {context}"),
+            )
+        };
         let outcome = match kind {
             TimeoutKind::Keepalive => {
                 warn!("timeout {what}: closing idle {context}");
@@ -189,7 +216,7 @@ impl Reactor {
                 return;
             }
             TimeoutKind::Linger | TimeoutKind::TunnelIdle => {
-                warn!("timeout {what}: closing {context}");
+                warn!("timeout {what}: closing {context}, upstream {upstream}");
                 let upstream = self.linked_upstream(key);
                 if let Some(upstream) = upstream {
                     self.close(upstream);
@@ -202,40 +229,23 @@ impl Reactor {
                 self.refuse_without_head(key, 408);
                 Ok(true)
             }
-            TimeoutKind::Queue => {
-                warn!("timeout {what}: no connection slot freed, answering 503 on {context}");
-                self.fail(key, 503, "queued past connect_ms")
-            }
-            TimeoutKind::Connect => {
-                warn!("timeout {what}: connect did not complete, answering 504 on {context}");
-                self.fail(key, 504, "upstream connect timed out")
-            }
+            TimeoutKind::Queue => answer(self, 503, "no connection slot freed"),
+            TimeoutKind::Connect => answer(self, 504, "connect did not complete"),
             TimeoutKind::Total if sending_body => {
-                warn!("timeout {what}: client still sending its body, answering 408 on {context}");
-                self.fail(key, 408, "request body not received within total_ms")
+                answer(self, 408, "client still sending its body")
             }
-            TimeoutKind::Total => {
-                warn!("timeout {what}: no response head, answering 504 on {context}");
-                self.fail(key, 504, "no response head within total_ms")
-            }
+            TimeoutKind::Total => answer(self, 504, "no response head"),
             TimeoutKind::ClientBody if can_answer => {
-                warn!(
-                    "timeout {what}: client stalled sending its body, answering 408 on {context}"
-                );
-                self.fail(key, 408, "client stalled sending its body")
+                answer(self, 408, "client stalled sending its body")
             }
-            TimeoutKind::UpstreamRead if can_answer => {
-                warn!("timeout {what}: upstream sent nothing, answering 504 on {context}");
-                self.fail(key, 504, "upstream read timed out")
-            }
+            TimeoutKind::UpstreamRead if can_answer => answer(self, 504, "upstream sent nothing"),
             TimeoutKind::Write if can_answer => {
-                warn!(
-                    "timeout {what}: upstream stopped reading the request, answering 504 on {context}"
-                );
-                self.fail(key, 504, "upstream stopped reading the request")
+                answer(self, 504, "upstream stopped reading the request")
             }
             TimeoutKind::ClientBody | TimeoutKind::UpstreamRead | TimeoutKind::Write => {
-                warn!("timeout {what}: response already under way, closing {context}");
+                warn!(
+                    "timeout {what}: response already under way, closing {context}, upstream {upstream}"
+                );
                 self.abort(key, &format!("timeout {what}"))
             }
         };

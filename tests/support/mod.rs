@@ -107,6 +107,7 @@ pub fn config_for(upstreams: &[SocketAddr]) -> Config {
             level: "warn".to_string(),
         },
         metrics: None,
+        workers: 1,
     }
 }
 
@@ -1353,6 +1354,14 @@ impl Upstream {
     /// Stop now (the same as dropping it): every connection is closed.
     pub fn stop(self) {}
 
+    /// Drop the recorded requests and raw bytes (counters stay). A long
+    /// run calls this now and then, so the memory it measures is the
+    /// proxy's, not this log's.
+    pub fn forget_requests(&self) {
+        *self.log.requests.lock().unwrap() = Vec::new();
+        *self.log.raw.lock().unwrap() = Vec::new();
+    }
+
     // --- The behaviours -------------------------------------------------
 
     /// Answers every request (keep-alive) like the demo upstream:
@@ -1663,4 +1672,222 @@ fn write_chunked_pattern(
     }
     last.extend_from_slice(b"\r\n");
     conn.write(&last)
+}
+
+// ---------------------------------------------------------------------------
+// More fake upstreams: silent, and answering by target
+// ---------------------------------------------------------------------------
+
+impl Upstream {
+    /// Accepts, reads one request, and never answers: it just holds the
+    /// connection (reading and dropping anything more) until the proxy
+    /// closes it: the upstream of the `read_ms` stories.
+    pub fn silent(label: &str) -> Upstream {
+        Upstream::start(label, |conn| {
+            if conn.read_request_head().is_some() {
+                conn.drain_to_eof();
+            }
+        })
+    }
+
+    /// [`Upstream::echo`] with two more targets, for stories that mix
+    /// fast, slow and hanging requests on one upstream:
+    /// `/delay/MS...` answers like echo after MS milliseconds, and `/hang`
+    /// never answers, holding the connection until the proxy closes it.
+    pub fn by_target(label: &str) -> Upstream {
+        Upstream::start(label, |conn| {
+            while let Some(req) = conn.read_request() {
+                if req.target.starts_with("/hang") {
+                    conn.drain_to_eof();
+                    return;
+                }
+                if let Some(rest) = req.target.strip_prefix("/delay/") {
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let ms = digits.parse().unwrap_or(0);
+                    if !conn.sleep(Duration::from_millis(ms)) {
+                        return;
+                    }
+                }
+                if !serve_echo(conn, &req) {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The real binary
+// ---------------------------------------------------------------------------
+
+/// A `config.json` text for the binary, equal to [`config_for`] (listen on
+/// an ephemeral loopback port, the contract's defaults) but logging at
+/// `info`, so timeouts, shutdown and reload all show up on stderr. `tweak`
+/// edits the JSON, e.g. `|c| c["timeouts"]["read_ms"] = 300.into()`.
+pub fn config_json(upstreams: &[SocketAddr], tweak: impl FnOnce(&mut serde_json::Value)) -> String {
+    let upstreams: Vec<serde_json::Value> = upstreams
+        .iter()
+        .map(|a| serde_json::json!({ "host": a.ip().to_string(), "port": a.port() }))
+        .collect();
+    let mut config = serde_json::json!({
+        "listen": "127.0.0.1:0",
+        "upstreams": upstreams,
+        "timeouts": {
+            "connect_ms": 1000, "read_ms": 15000, "write_ms": 15000, "total_ms": 30000,
+            "client_header_ms": 10000, "keepalive_ms": 60000, "tunnel_idle_ms": 300000
+        },
+        "limits": {
+            "max_client_conns": 1000, "max_conns_per_upstream": 100,
+            "max_header_bytes": 16384, "buffer_bytes": 16384, "max_idle_per_upstream": 32
+        },
+        "logging": { "level": "info" }
+    });
+    tweak(&mut config);
+    serde_json::to_string_pretty(&config).expect("a JSON value serializes")
+}
+
+/// How long [`ProxyProcess::start`] waits for the "listening on" line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `ferroxy` binary running as a child process with `--config` a temp
+/// file, its stderr collected on a thread. For the stories that need what
+/// only the binary has: signals, the config file, the log on stderr.
+///
+/// Dropping it kills the child (if it is still running), waits for it and
+/// removes the config file, whichever way the story ended.
+pub struct ProxyProcess {
+    child: std::process::Child,
+    /// Where the proxy listens (read from its startup line).
+    pub addr: SocketAddr,
+    config_path: std::path::PathBuf,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+    exit: Option<std::process::ExitStatus>,
+}
+
+impl ProxyProcess {
+    /// Write `config_text` to a fresh temp file and run
+    /// `ferroxy --config FILE`; return once it printed its listen address.
+    /// `name` goes into the temp file's name, to tell stories apart.
+    pub fn start(name: &str, config_text: &str) -> ProxyProcess {
+        use std::io::BufRead;
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let config_path = std::env::temp_dir().join(format!(
+            "ferroxy-{name}-{}-{}.json",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&config_path, config_text).expect("write the temp config file");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferroxy"))
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the ferroxy binary");
+        let pipe = child.stderr.take().expect("the child's stderr pipe");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        // Ends when the child exits and the pipe closes.
+        let reader = {
+            let stderr = stderr.clone();
+            thread::spawn(move || {
+                for line in io::BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let mut all = stderr.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            })
+        };
+        let mut process = ProxyProcess {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            config_path,
+            stderr,
+            reader: Some(reader),
+            exit: None,
+        };
+        let marker = "listening on http://";
+        let mut addr = None;
+        let started = wait_until(STARTUP_TIMEOUT, || {
+            let text = process.stderr();
+            addr = text.lines().find_map(|l| {
+                let rest = &l[l.find(marker)? + marker.len()..];
+                rest.split_whitespace().next()?.parse().ok()
+            });
+            addr.is_some() || process.has_exited()
+        });
+        match addr {
+            Some(addr) if started => process.addr = addr,
+            _ => panic!(
+                "ferroxy did not print its listen address within {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                process.stderr()
+            ),
+        }
+        process
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal by name (`"TERM"`, `"INT"`, `"HUP"`) with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Replace the config file's contents (for SIGHUP stories).
+    pub fn rewrite_config(&self, text: &str) {
+        std::fs::write(&self.config_path, text).expect("rewrite the temp config file");
+    }
+
+    /// Everything the child wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait up to `timeout` until stderr holds `needle` at least `times`
+    /// times; say whether it did.
+    pub fn wait_for_log(&self, needle: &str, times: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.stderr().matches(needle).count() >= times)
+    }
+
+    /// Whether the child has exited (remembering its status).
+    pub fn has_exited(&mut self) -> bool {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().expect("try_wait on the child");
+        }
+        self.exit.is_some()
+    }
+
+    /// Wait up to `timeout` for the child to exit; its status, or `None`
+    /// if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        wait_until(timeout, || self.has_exited());
+        if self.exit.is_some() {
+            // The pipe is closed: let the reader finish so stderr is whole.
+            if let Some(reader) = self.reader.take() {
+                let _ = reader.join();
+            }
+        }
+        self.exit
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if !self.has_exited() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let _ = std::fs::remove_file(&self.config_path);
+    }
 }
