@@ -447,8 +447,11 @@ pub fn panel(metrics: &Metrics, gauges: &Gauges) -> String {
         ".card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8rem 1rem}",
         ".big{font-size:1.8rem;font-weight:600}.muted{color:#777;font-size:.85rem}",
         "table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.15rem .4rem;font-size:.9rem}",
-        "th{color:#555;font-weight:500}td.n{text-align:right;font-variant-numeric:tabular-nums}",
+        "th{color:#555;font-weight:500}.n{text-align:right;font-variant-numeric:tabular-nums}",
         ".bar{background:#4a7;height:.6rem;border-radius:3px}",
+        // A table wider than its card scrolls inside it, never under the
+        // next card; the upstream table gets a whole row.
+        ".card{min-width:0;overflow-x:auto}.wide{grid-column:1/-1}.wide table{width:auto}",
         "</style></head><body>"
     ));
     let _ = write!(
@@ -492,7 +495,7 @@ pub fn panel(metrics: &Metrics, gauges: &Gauges) -> String {
         s.push_str("<tr><td class=\"muted\">no requests yet</td></tr>");
     }
     s.push_str("</table></div>");
-    s.push_str("<div class=\"card\"><h2>Upstreams</h2><table><tr><th>address</th><th>share</th><th>active</th><th>idle</th><th>queued</th></tr>");
+    s.push_str("<div class=\"card wide\"><h2>Upstreams</h2><table><tr><th>address</th><th class=\"n\">share</th><th class=\"n\">active</th><th class=\"n\">idle</th><th class=\"n\">queued</th></tr>");
     for u in &snap.upstreams {
         let _ = write!(
             s,

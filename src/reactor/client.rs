@@ -116,6 +116,8 @@ impl Reactor {
         };
         let waited = now.saturating_sub(client.head_started_ms.unwrap_or(client.since_ms));
         let bytes_out = error_response_len(status) as u64;
+        // The metrics listener's own refusals are not proxy traffic.
+        let admin = client.admin;
         access_log::log(&AccessLine {
             client: client.peer,
             request: None,
@@ -128,10 +130,12 @@ impl Reactor {
             connect_time: None,
             header_time: None,
         });
-        self.stats.requests += 1;
-        self.metrics
-            .record_request(status, None, waited * 1000, 0, bytes_out);
-        self.metrics.record_error(ErrorKind::BadRequest);
+        if !admin {
+            self.stats.requests += 1;
+            self.metrics
+                .record_request(status, None, waited * 1000, 0, bytes_out);
+            self.metrics.record_error(ErrorKind::BadRequest);
+        }
         self.answer_and_close(key, status);
     }
 
@@ -429,6 +433,7 @@ impl Reactor {
     /// The proxy answers the client itself (502, 400, 504, ...) and closes
     /// it; the upstream connection, if any, is closed, never pooled.
     pub(super) fn fail(&mut self, key: usize, status: u16, why: &str) -> Progress {
+        self.leave_queue(key);
         let ex = exchange_in(&mut self.conns, key)?;
         ex.status = status;
         ex.response_bytes += error_response_len(status) as u64;
@@ -476,18 +481,28 @@ impl Reactor {
         // A pipelined request already (partly) here is a head in progress.
         client.head_started_ms = (!client.inbuf.is_empty()).then_some(now);
         // A client that half-closed is done once no request of its is left.
-        if ex.close_client || (client.eof && client.inbuf.is_empty()) {
-            trace!("connection {key}: response complete -> closing");
+        let closing = ex.close_client || (client.eof && client.inbuf.is_empty());
+        // Every byte it sent was read and answered: closing now cannot turn
+        // into a reset that eats the answer, so no lingering is needed (as
+        // nginx, which lingers only when client data may be left unread).
+        let nothing_unread = client.inbuf.is_empty() && ex.request_complete();
+        if closing && !nothing_unread {
+            trace!("connection {key}: response complete -> closing (lingering)");
             client.phase = ClientPhase::Closing(Closing {
                 since_ms: now,
                 fin_sent: false,
                 discarded: 0,
             });
-        } else {
+        } else if !closing {
             trace!("connection {key}: response complete -> reading head (keep-alive)");
         }
         if let Some(upstream) = ex.upstream {
             self.release_upstream(upstream, ex.upstream_reusable);
+        }
+        if closing && nothing_unread {
+            trace!("connection {key}: response complete -> closed");
+            self.close(key);
+            return Err(Gone);
         }
         Ok(true)
     }
@@ -500,9 +515,13 @@ impl Reactor {
         let ClientPhase::Exchanging(ex) = &client.phase else {
             return;
         };
-        // Its index in the current list (a reload may have renumbered it).
+        // Its index in the current list (a reload may have renumbered it),
+        // if a connection to it was ever made: a refused connect forwarded
+        // nothing.
         let upstream = Some(ex.upstream_index).filter(|&i| {
-            ex.upstream_addr.is_some() && self.upstreams.addrs.get(i) == ex.upstream_addr.as_ref()
+            ex.connected_ms.is_some()
+                && ex.upstream_addr.is_some()
+                && self.upstreams.addrs.get(i) == ex.upstream_addr.as_ref()
         });
         self.metrics.record_request(
             ex.status,

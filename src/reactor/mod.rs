@@ -474,6 +474,7 @@ impl Reactor {
         if !self.conns.contains(key) {
             return;
         }
+        self.leave_queue(key);
         let mut conn = self.conns.remove(key);
         self.stats.buffer_bytes -= conn.io.accounted;
         conn.inbuf().clear();

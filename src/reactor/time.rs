@@ -48,17 +48,21 @@ impl Reactor {
             Role::Client(client) => client,
         };
         match &client.phase {
-            ClientPhase::ReadingHead => match client.head_started_ms {
-                Some(started) => {
-                    earliest.consider(started + t.client_header_ms, TimeoutKind::ClientHeader)
-                }
-                None if client.served > 0 => {
-                    earliest.consider(client.since_ms + t.keepalive_ms, TimeoutKind::Keepalive)
-                }
-                None => earliest.consider(
+            // A new connection's head must be complete client_header_ms
+            // after accept, however it trickles in; a kept-alive one may
+            // idle for keepalive_ms, then its head gets client_header_ms
+            // from its first byte.
+            ClientPhase::ReadingHead => match (client.served, client.head_started_ms) {
+                (0, _) => earliest.consider(
                     client.since_ms + t.client_header_ms,
                     TimeoutKind::ClientHeader,
                 ),
+                (_, Some(started)) => {
+                    earliest.consider(started + t.client_header_ms, TimeoutKind::ClientHeader)
+                }
+                (_, None) => {
+                    earliest.consider(client.since_ms + t.keepalive_ms, TimeoutKind::Keepalive)
+                }
             },
             ClientPhase::Exchanging(ex) => {
                 if let Some(since) = ex.queued_since_ms {

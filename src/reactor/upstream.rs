@@ -81,6 +81,20 @@ impl Reactor {
         }
     }
 
+    /// Take client `key` out of the queue it waits in, if any (it timed out
+    /// or closed): the queue must not keep it until a slot frees.
+    pub(super) fn leave_queue(&mut self, key: usize) {
+        let Ok(ex) = exchange_in(&mut self.conns, key) else {
+            return;
+        };
+        if ex.queued_since_ms.take().is_none() || ex.upstream.is_some() {
+            return;
+        }
+        if let Some(queue) = self.upstreams.waiting.get_mut(ex.upstream_index) {
+            queue.retain(|id| id.key != key);
+        }
+    }
+
     /// `id` is a client still waiting in a queue.
     fn is_queued(&mut self, id: crate::token::ConnId) -> bool {
         self.is_current(id)

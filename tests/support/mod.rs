@@ -1891,3 +1891,47 @@ impl Drop for ProxyProcess {
         let _ = std::fs::remove_file(&self.config_path);
     }
 }
+
+// ---------------------------------------------------------------------------
+// The metrics listener
+// ---------------------------------------------------------------------------
+
+/// A config tweak that turns the metrics listener on, on an ephemeral
+/// loopback port: `start_proxy_with(&addrs, metrics_on)`. Find the port
+/// with `proxy.metrics_addr()`.
+pub fn metrics_on(config: &mut Config) {
+    config.metrics = Some(ferroxy::config::MetricsConfig {
+        listen: "127.0.0.1:0".to_string(),
+    });
+}
+
+/// The address of the proxy's metrics listener; the story fails if it is
+/// off.
+pub fn metrics_addr(proxy: &ProxyHandle) -> SocketAddr {
+    proxy
+        .metrics_addr()
+        .expect("the metrics listener should be on (start the proxy with `metrics_on`)")
+}
+
+/// `GET path` on the metrics listener, on a connection of its own (the
+/// listener closes after every answer, so a scrape is one request).
+pub fn scrape(proxy: &ProxyHandle, path: &str) -> Response {
+    Client::connect(metrics_addr(proxy)).request(&get(path))
+}
+
+/// The body of `GET /metrics`, after checking it answered 200 with the
+/// Prometheus text content type.
+pub fn scrape_text(proxy: &ProxyHandle) -> String {
+    let resp = scrape(proxy, "/metrics");
+    assert_eq!(
+        resp.status, 200,
+        "GET /metrics should answer 200, got:\n{}",
+        resp.raw_head
+    );
+    let content_type = resp.header("Content-Type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "GET /metrics should be Prometheus text (text/plain; version=0.0.4), got {content_type:?}"
+    );
+    String::from_utf8(resp.body).expect("the Prometheus text is UTF-8")
+}
