@@ -277,6 +277,41 @@ impl Metrics {
             .map(|(code, &n)| (code as u16, n))
     }
 
+    /// Add another worker's counters to these (upstreams matched by
+    /// address: each worker reloads on its own, so their lists may differ
+    /// for a moment).
+    pub fn add(&mut self, other: &Metrics) {
+        self.requests += other.requests;
+        for (mine, theirs) in self.by_status.iter_mut().zip(&other.by_status) {
+            *mine += theirs;
+        }
+        for theirs in &other.upstreams {
+            if let Some(mine) = self
+                .upstreams
+                .iter_mut()
+                .find(|u| u.address == theirs.address)
+            {
+                mine.requests += theirs.requests;
+                mine.connects += theirs.connects;
+                mine.connect_failures += theirs.connect_failures;
+            }
+        }
+        self.accepted_connections += other.accepted_connections;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        for (mine, theirs) in self.timeouts.iter_mut().zip(&other.timeouts) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.errors.iter_mut().zip(&other.errors) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.latency.counts.iter_mut().zip(&other.latency.counts) {
+            *mine += theirs;
+        }
+        self.latency.sum_us += other.latency.sum_us;
+        self.latency.count += other.latency.count;
+    }
+
     /// Count per status class: index 0 = no status, 1 = 1xx ... 5 = 5xx.
     pub fn by_class(&self) -> [u64; 6] {
         let mut classes = [0u64; 6];
@@ -284,6 +319,24 @@ impl Metrics {
             classes[(code / 100).min(5) as usize] += n;
         }
         classes
+    }
+}
+
+impl Gauges {
+    /// Add another worker's gauges (per-upstream figures by position).
+    pub fn add(&mut self, other: &Gauges) {
+        self.client_connections += other.client_connections;
+        self.buffer_bytes += other.buffer_bytes;
+        self.requests_per_second += other.requests_per_second;
+        for (mine, theirs) in [
+            (&mut self.upstream_active, &other.upstream_active),
+            (&mut self.upstream_idle, &other.upstream_idle),
+            (&mut self.upstream_queued, &other.upstream_queued),
+        ] {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m += t;
+            }
+        }
     }
 }
 

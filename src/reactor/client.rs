@@ -142,11 +142,11 @@ impl Reactor {
     /// A request on the metrics listener: answer it from the metrics, and
     /// close (see `src/admin.rs`).
     fn serve_admin(&mut self, key: usize, head: RequestHead) -> Progress {
-        let gauges = self.gauges();
+        let (metrics, gauges) = self.figures();
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
         let before = client.out.pending().len();
-        let status = admin::answer(&head, &self.metrics, &gauges, client.out.compose());
+        let status = admin::answer(&head, &metrics, &gauges, client.out.compose());
         access_log::log(&AccessLine {
             client: client.peer,
             request: Some(&head),

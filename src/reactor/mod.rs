@@ -136,6 +136,17 @@ impl Settings {
     }
 }
 
+/// With several workers: where each shares a copy of its figures, so the
+/// one that owns the metrics listener can add them all up when scraped.
+/// Written at most every [`SHARE_EVERY_MS`] by each worker, read only on a
+/// scrape: never on the request path.
+struct SharedFigures {
+    workers: Vec<Mutex<(Metrics, Gauges)>>,
+}
+
+/// How often a worker copies its figures for the metrics listener.
+const SHARE_EVERY_MS: u64 = 100;
+
 /// The upstreams the proxy forwards to, and the per-upstream bookkeeping
 /// that goes with them. Replaced as a whole when a reload changes the list.
 struct Upstreams {
@@ -195,6 +206,11 @@ pub struct Reactor {
     buffers: BufferPool,
     metrics: Metrics,
     rate: RateWindow,
+    /// With several workers: this worker's index and the figures shared
+    /// among them (see [`SharedFigures`]).
+    shared_figures: Option<(usize, Arc<SharedFigures>)>,
+    /// `metrics.requests + accepted_connections` when last shared, and when.
+    shared_at: (u64, u64),
     /// The reactor's clock: milliseconds since `epoch`, read once per turn
     /// (reading it per event would cost nothing in syscalls, thanks to the
     /// vDSO, but one value per turn keeps every decision in a turn
@@ -254,6 +270,8 @@ impl Reactor {
             ),
             metrics: Metrics::new(&config.upstream_addrs()),
             rate: RateWindow::default(),
+            shared_figures: None,
+            shared_at: (0, 0),
             conns: Slab::with_capacity(1024),
             next_generation: 0,
             upstreams: Upstreams::from_config(config, 0),
@@ -334,6 +352,7 @@ impl Reactor {
             self.expire_timers();
             self.serve_queues();
             self.rate.sample(self.now, self.metrics.requests);
+            self.share_figures();
             if self.drained() {
                 info!("shutdown complete");
                 return Ok(());
@@ -349,10 +368,14 @@ impl Reactor {
         if !self.ready.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = match (self.timers.next_deadline(), self.draining_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }?;
+        let next = [
+            self.timers.next_deadline(),
+            self.draining_until,
+            self.share_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
         Some(Duration::from_millis(next.saturating_sub(self.now)))
     }
 
@@ -664,8 +687,61 @@ impl Reactor {
         self.arm_timer(key);
     }
 
-    /// The gauges the metrics pages show, read off the loop's state.
-    fn gauges(&self) -> Gauges {
+    /// With several workers: figures changed and not yet shared are due
+    /// `SHARE_EVERY_MS` after the last share (so an idle worker still
+    /// shares its last requests, then sleeps for good).
+    fn share_due(&self) -> Option<u64> {
+        self.shared_figures.as_ref()?;
+        let (shared_count, shared_ms) = self.shared_at;
+        let count = self.metrics.requests + self.metrics.accepted_connections;
+        (count != shared_count).then_some(shared_ms + SHARE_EVERY_MS)
+    }
+
+    fn share_figures(&mut self) {
+        let Some(due) = self.share_due() else {
+            return;
+        };
+        if self.now < due {
+            return;
+        }
+        let gauges = self.own_gauges();
+        let Some((index, shared)) = &self.shared_figures else {
+            return;
+        };
+        if let Some(slot) = shared.workers.get(*index)
+            && let Ok(mut figures) = slot.lock()
+        {
+            // clone_from reuses the copy's allocations: no malloc once warm.
+            figures.0.clone_from(&self.metrics);
+            figures.1 = gauges;
+        }
+        self.shared_at = (
+            self.metrics.requests + self.metrics.accepted_connections,
+            self.now,
+        );
+    }
+
+    /// What the metrics pages show: this worker's figures, plus every other
+    /// worker's last shared copy.
+    fn figures(&self) -> (Metrics, Gauges) {
+        let mut metrics = self.metrics.clone();
+        let mut gauges = self.own_gauges();
+        if let Some((index, shared)) = &self.shared_figures {
+            for (n, slot) in shared.workers.iter().enumerate() {
+                if n == *index {
+                    continue;
+                }
+                if let Ok(figures) = slot.lock() {
+                    metrics.add(&figures.0);
+                    gauges.add(&figures.1);
+                }
+            }
+        }
+        (metrics, gauges)
+    }
+
+    /// The gauges of this worker, read off the loop's state.
+    fn own_gauges(&self) -> Gauges {
         let count = self.upstreams.addrs.len();
         let idle: Vec<usize> = (0..count).map(|i| self.upstreams.pool.len_of(i)).collect();
         Gauges {
@@ -812,6 +888,14 @@ pub fn start(config: &Config) -> io::Result<ProxyHandle> {
 pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
     let workers = config.workers.max(1);
     let mut first = Reactor::bind_worker(config, workers > 1, true)?;
+    let shared = (workers > 1).then(|| {
+        Arc::new(SharedFigures {
+            workers: (0..workers)
+                .map(|_| Mutex::new((Metrics::new(&config.upstream_addrs()), Gauges::default())))
+                .collect(),
+        })
+    });
+    first.shared_figures = shared.clone().map(|s| (0, s));
     first.config_path = config_path.map(Path::to_path_buf);
     first.listen_for_signals()?;
     info!("ferroxy listening on http://{}", first.local_addr());
@@ -820,11 +904,12 @@ pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
     }
     // The others bind the very address the first got (a port of 0 became
     // a real port).
-    let mut shared = config.clone();
-    shared.listen = first.local_addr().to_string();
+    let mut same_port = config.clone();
+    same_port.listen = first.local_addr().to_string();
     let mut threads = Vec::new();
     for n in 1..workers {
-        let mut worker = Reactor::bind_worker(&shared, true, false)?;
+        let mut worker = Reactor::bind_worker(&same_port, true, false)?;
+        worker.shared_figures = shared.clone().map(|s| (n, s));
         worker.config_path = config_path.map(Path::to_path_buf);
         worker.listen_for_signals()?;
         let thread = std::thread::Builder::new()
