@@ -39,9 +39,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// A connection idle this long between requests (or stalled inside one) is
-/// closed. Comparable to nginx's `keepalive_timeout` (75 s); the proxy's
-/// pool must cope with an upstream closing idle connections like this.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// closed: nginx's `keepalive_timeout` default (75 s). Longer than the
+/// proxy's default `keepalive_ms` (60 s), so with the seed config the proxy,
+/// not the upstream, closes an idle pooled connection (no race); the pool
+/// must still cope with an upstream that closes first (lesson 12).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// The largest request head accepted (more: 431 and close).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Header fields per request head (more: 431), as in the contract.

@@ -508,6 +508,7 @@ impl Reactor {
     }
 
     pub(super) fn log_exchange(&mut self, key: usize) {
+        let now = self.now;
         let Ok((_, client)) = client_in(&mut self.conns, key) else {
             return;
         };
@@ -540,7 +541,9 @@ impl Reactor {
             bytes_in: ex.request_body_bytes,
             upstream: ex.upstream_addr,
             upstream_status: ex.upstream_status,
-            request_time: ex.started.elapsed(),
+            // All three on the reactor's millisecond clock, so they agree
+            // (the latency histogram keeps the exact Instant).
+            request_time: Duration::from_millis(now.saturating_sub(ex.started_ms)),
             connect_time: since_start(ex.connected_ms),
             header_time: since_start(ex.response_head_ms),
         });

@@ -367,7 +367,8 @@ impl Reactor {
 
     /// How long `poll` may sleep: not at all while some connection still has
     /// work from its last turn; else until the next deadline; else forever.
-    /// So an idle proxy makes no syscalls at all.
+    /// So a proxy with no connection left (idle pooled ones included, which
+    /// expire after `keepalive_ms`) makes no syscalls at all.
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.ready.is_empty() {
             return Some(Duration::ZERO);
@@ -420,8 +421,23 @@ impl Reactor {
                 (self.clients, self.settings.max_client_conns)
             };
             if open >= limit {
-                refuse_over_limit(socket, peer, limit);
+                let bytes = refuse_over_limit(socket, peer, limit);
                 self.metrics.record_error(ErrorKind::OverClientLimit);
+                if !admin {
+                    self.metrics.record_request(503, None, 0, 0, bytes);
+                }
+                crate::access_log::log(&crate::access_log::AccessLine {
+                    client: peer,
+                    request: None,
+                    status: 503,
+                    bytes_out: bytes,
+                    bytes_in: 0,
+                    upstream: None,
+                    upstream_status: None,
+                    request_time: Duration::ZERO,
+                    connect_time: None,
+                    header_time: None,
+                });
                 continue;
             }
             if !admin {
@@ -781,13 +797,15 @@ impl Reactor {
 
 /// Over `max_client_conns`: a best-effort 503 on the new socket, then close.
 /// It is non-blocking and brand new, so the small answer fits its buffer.
-fn refuse_over_limit(mut socket: TcpStream, peer: SocketAddr, limit: usize) {
+/// Returns the bytes written, for the access line.
+fn refuse_over_limit(mut socket: TcpStream, peer: SocketAddr, limit: usize) -> u64 {
     use std::io::Write;
     let mut answer = Vec::new();
     write_error_response(503, &[], &mut answer);
-    let _ = socket.write(&answer);
+    let written = socket.write(&answer).unwrap_or(0);
     let _ = socket.shutdown(std::net::Shutdown::Write);
     warn!("refused {peer}: max_client_conns ({limit}) reached, answered 503");
+    written as u64
 }
 
 /// The client connection at `key` (borrowing only the slab, so the rest of
