@@ -772,21 +772,10 @@ fn keepalive_ms_idle_pooled_upstream_connection_is_closed() {
 // tunnel_idle_ms
 // ---------------------------------------------------------------------------
 
-fn upgrade_request() -> Vec<u8> {
-    head(&[
-        "GET /chat HTTP/1.1",
-        "Host: test.local",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-    ])
-}
-
 /// Open a tunnel through `proxy` and read the upstream's greeting.
 fn open_tunnel(proxy: &ferroxy::reactor::ProxyHandle) -> Client {
     let mut client = Client::connect(proxy.local_addr());
-    client.send(&upgrade_request());
+    client.send(&websocket_upgrade_request());
     let resp = client.read_head().expect("an answer to the upgrade");
     assert_eq!(resp.status, 101, "{}", resp.raw_head);
     let greeting = client
@@ -857,7 +846,7 @@ fn tunnel_with_traffic_one_way_only_is_not_idle() {
     });
     let proxy = start_proxy_with(&[upstream.addr], |c| c.timeouts.tunnel_idle_ms = 500);
     let mut client = Client::connect(proxy.local_addr());
-    client.send(&upgrade_request());
+    client.send(&websocket_upgrade_request());
     let resp = client.read_head().expect("an answer to the upgrade");
     assert_eq!(resp.status, 101, "{}", resp.raw_head);
 

@@ -11,18 +11,6 @@ use std::time::Duration;
 
 use support::*;
 
-/// The handshake a WebSocket client sends (RFC 6455 section 4.1).
-fn upgrade_request() -> Vec<u8> {
-    head(&[
-        "GET /chat HTTP/1.1",
-        "Host: test.local",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-    ])
-}
-
 /// Upgrade, then talk: the client gets the 101 with Upgrade and
 /// `Connection: upgrade`, the upstream's unprompted greeting arrives, and
 /// every message the client sends comes back unchanged, including bytes
@@ -33,7 +21,7 @@ fn upgrade_opens_a_tunnel_both_ways() {
     let proxy = start_proxy(&[upstream.addr]);
     let mut client = Client::connect(proxy.local_addr());
 
-    client.send(&upgrade_request());
+    client.send(&websocket_upgrade_request());
     let resp = client.read_head().expect("an answer to the upgrade");
     assert_eq!(resp.status, 101, "{}", resp.raw_head);
     assert!(
@@ -96,7 +84,7 @@ fn large_messages_both_ways_with_backpressure() {
     let upstream = Upstream::websocket("ws");
     let proxy = start_proxy(&[upstream.addr]);
     let mut client = Client::connect(proxy.local_addr());
-    client.send(&upgrade_request());
+    client.send(&websocket_upgrade_request());
     let resp = client.read_head().expect("an answer to the upgrade");
     assert_eq!(resp.status, 101, "{}", resp.raw_head);
     client
@@ -193,7 +181,7 @@ fn refused_upgrade_is_an_ordinary_response() {
         let proxy = start_proxy(&[upstream.addr]);
         let mut client = Client::connect(proxy.local_addr());
 
-        let resp = client.request(&upgrade_request());
+        let resp = client.request(&websocket_upgrade_request());
         assert_eq!(
             (resp.status, resp.body.as_slice()),
             (status, body),
@@ -236,7 +224,7 @@ fn upstream_closing_the_tunnel_closes_the_client() {
     let proxy = start_proxy(&[upstream.addr]);
     let mut client = Client::connect(proxy.local_addr());
 
-    client.send(&upgrade_request());
+    client.send(&websocket_upgrade_request());
     let resp = client.read_head().expect("an answer to the upgrade");
     assert_eq!(resp.status, 101, "{}", resp.raw_head);
     let (rest, end) = client.read_until_close();

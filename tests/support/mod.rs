@@ -1935,3 +1935,15 @@ pub fn scrape_text(proxy: &ProxyHandle) -> String {
     );
     String::from_utf8(resp.body).expect("the Prometheus text is UTF-8")
 }
+
+/// The handshake a WebSocket client sends (RFC 6455 section 4.1).
+pub fn websocket_upgrade_request() -> Vec<u8> {
+    head(&[
+        "GET /chat HTTP/1.1",
+        "Host: test.local",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ])
+}
