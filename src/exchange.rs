@@ -26,6 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::buffer::Buffer;
+use crate::config::Timeouts;
 use crate::conn::{Outbox, Readiness, WriteOutcome, write_two};
 use crate::http::framing::{BodyFraming, BodyReader, FramingError, Step};
 use crate::http::head::{HeadLimits, RequestHead, Version, parse_response};
@@ -85,6 +86,9 @@ pub struct Exchange {
     pub linked_ms: u64,
     /// Waiting for a free slot under `max_conns_per_upstream`, since then.
     pub queued_since_ms: Option<u64>,
+    /// The timeouts in force when the request arrived: a reload (SIGHUP)
+    /// applies to new requests, never to one already under way.
+    pub timeouts: Timeouts,
     pub request: RequestHead,
     /// Slab key of the upstream connection serving it, once there is one.
     pub upstream: Option<usize>,
@@ -130,6 +134,7 @@ impl Exchange {
     pub fn new(
         request: RequestHead,
         upstream_index: usize,
+        timeouts: Timeouts,
         started: Instant,
         now_ms: u64,
     ) -> Exchange {
@@ -141,6 +146,7 @@ impl Exchange {
             connect_started_ms: now_ms,
             linked_ms: now_ms,
             queued_since_ms: None,
+            timeouts,
             request,
             upstream: None,
             upstream_index,

@@ -99,7 +99,7 @@ fn run(path: &Path, demo: bool, trace: bool) -> ExitCode {
         Vec::new()
     };
 
-    match ferroxy::reactor::run(&config, Some(path)) {
+    match ferroxy::reactor::run(&config, Some(path), trace) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

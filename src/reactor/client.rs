@@ -247,7 +247,8 @@ impl Reactor {
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
         client.head_started_ms = None;
-        let mut exchange = Exchange::new(head, index, Instant::now(), now);
+        let timeouts = self.settings.timeouts.clone();
+        let mut exchange = Exchange::new(head, index, timeouts, Instant::now(), now);
         // Shutting down: serve this one, then close.
         exchange.close_client |= draining;
         client.phase = ClientPhase::Exchanging(Box::new(exchange));

@@ -101,8 +101,10 @@ impl Reactor {
         match Config::load(&path) {
             Ok(config) => self.apply(&config),
             Err(e) => error!(
-                "reload of {} failed, keeping the running config: {e}",
-                path.display()
+                "reload of {} failed, keeping the running config: {}, {}",
+                path.display(),
+                e.what,
+                e.location
             ),
         }
     }
@@ -150,7 +152,22 @@ impl Reactor {
         }
         self.settings = Settings::from_config(config);
         self.buffers.resize(self.settings.client_buffer_bytes);
-        log::set_max_level(config.log_level());
+        if config.workers != self.workers {
+            warn!(
+                "reload: workers {} -> {} needs a restart; still {}",
+                self.workers, config.workers, self.workers
+            );
+        }
+        let metrics_listen = config.metrics.as_ref().map(|m| m.listen.clone());
+        if metrics_listen != self.metrics_listen {
+            warn!(
+                "reload: metrics.listen changes need a restart; the metrics listener stays as it was"
+            );
+        }
+        // `--trace` outlives reloads: the learner asked for the narration.
+        if !self.trace {
+            log::set_max_level(config.log_level());
+        }
         info!(
             "reloaded config: {} upstreams ({}), timeouts and limits apply to new requests",
             self.upstreams.addrs.len(),

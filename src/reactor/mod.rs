@@ -227,6 +227,11 @@ pub struct Reactor {
     /// Shutting down: exit when no connection is left, or at this time.
     draining_until: Option<u64>,
     config_path: Option<PathBuf>,
+    /// `--trace`: the log level stays `trace` whatever a reload says.
+    trace: bool,
+    /// What the config said at start for what a reload cannot change.
+    workers: usize,
+    metrics_listen: Option<String>,
     signals: Option<Signals>,
     stats: Stats,
     shared_stats: Option<Arc<Mutex<Stats>>>,
@@ -287,6 +292,9 @@ impl Reactor {
             slots_freed: false,
             draining_until: None,
             config_path: None,
+            trace: false,
+            workers: config.workers,
+            metrics_listen: config.metrics.as_ref().map(|m| m.listen.clone()),
             signals: None,
             stats: Stats::default(),
             shared_stats: None,
@@ -902,15 +910,22 @@ pub fn start(config: &Config) -> io::Result<ProxyHandle> {
 }
 
 /// Bind the listener and run the loop on this thread: the binary's way.
-/// SIGTERM and SIGINT shut down gracefully; SIGHUP re-reads `config_path`.
+/// SIGTERM and SIGINT shut down gracefully; SIGHUP re-reads `config_path`;
+/// `trace` keeps the log level at `trace` across reloads.
 ///
 /// With `workers` > 1, as many loops run, each on its own thread with its
 /// own `SO_REUSEPORT` listener, sharing nothing: no lock, no queue, no
 /// shared pool between them (each has its own upstream connections). Every
 /// worker receives the signals and drains or reloads itself.
-pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
+pub fn run(config: &Config, config_path: Option<&Path>, trace: bool) -> io::Result<()> {
     let workers = config.workers.max(1);
+    if workers > 1 {
+        // With SO_REUSEPORT a second copy of ferroxy could bind the same
+        // port and silently share its traffic: check it is free first.
+        drop(listen(config.listen_addr(), false)?);
+    }
     let mut first = Reactor::bind_worker(config, workers > 1, true)?;
+    first.trace = trace;
     let shared = (workers > 1).then(|| {
         Arc::new(SharedFigures {
             workers: (0..workers)
@@ -932,6 +947,7 @@ pub fn run(config: &Config, config_path: Option<&Path>) -> io::Result<()> {
     let mut threads = Vec::new();
     for n in 1..workers {
         let mut worker = Reactor::bind_worker(&same_port, true, false)?;
+        worker.trace = trace;
         worker.shared_figures = shared.clone().map(|s| (n, s));
         worker.config_path = config_path.map(Path::to_path_buf);
         worker.listen_for_signals()?;

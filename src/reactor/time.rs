@@ -65,6 +65,8 @@ impl Reactor {
                 }
             },
             ClientPhase::Exchanging(ex) => {
+                // Its own timeouts: a reload does not reach a request under way.
+                let t = &ex.timeouts;
                 if let Some(since) = ex.queued_since_ms {
                     earliest.consider(since + t.connect_ms, TimeoutKind::Queue);
                 }
