@@ -465,7 +465,7 @@ impl Reactor {
                 head_started_ms: None,
                 served: 0,
             };
-            match self.insert(socket, Role::Client(client)) {
+            match self.insert(socket, Role::Client(client), false) {
                 Ok(key) => {
                     if admin {
                         self.admin_clients += 1;
@@ -473,18 +473,26 @@ impl Reactor {
                         self.clients += 1;
                     }
                     debug!("accepted {peer} as connection {key}");
-                    // The client_header_ms clock starts now.
-                    self.arm_timer(key);
+                    // A client usually sends its request right after
+                    // connecting, so it is often here already: read it now
+                    // rather than after another trip through epoll_wait.
+                    // The socket is registered only after this first try
+                    // (in settle), so an event queued at registration
+                    // cannot announce bytes this read already took. The
+                    // client_header_ms clock starts now either way.
+                    self.conns[key].io.ready.readable = true;
+                    self.drive(key);
                 }
                 Err(e) => error!("could not register client {peer}: {e}"),
             }
         }
     }
 
-    /// Put a socket in the slab and register it, READABLE and WRITABLE
-    /// (see [`Conn::desired_interest`] for why WRITABLE stays on). It is
-    /// never deregistered: closing it is enough (see [`Reactor::close`]).
-    fn insert(&mut self, mut socket: TcpStream, role: Role) -> io::Result<usize> {
+    /// Put a socket in the slab and, with `register`, register it READABLE
+    /// and WRITABLE (see [`Conn::desired_interest`] for why WRITABLE stays
+    /// on); without, the first `settle` registers it. It is never
+    /// deregistered: closing it is enough (see [`Reactor::close`]).
+    fn insert(&mut self, mut socket: TcpStream, role: Role, register: bool) -> io::Result<usize> {
         let entry = self.conns.vacant_entry();
         let id = ConnId {
             key: entry.key(),
@@ -492,14 +500,16 @@ impl Reactor {
         };
         self.next_generation = self.next_generation.wrapping_add(1);
         let interest = Interest::READABLE | Interest::WRITABLE;
-        self.poll
-            .registry()
-            .register(&mut socket, id.token(), interest)?;
+        if register {
+            self.poll
+                .registry()
+                .register(&mut socket, id.token(), interest)?;
+        }
         let mut conn = Conn {
             io: Io {
                 socket,
                 id,
-                registered: Some(interest),
+                registered: register.then_some(interest),
                 ready: Readiness::default(),
                 accounted: 0,
                 timer: None,
@@ -700,13 +710,15 @@ impl Reactor {
                 "connection {key}: interest {:?} -> {wanted:?}",
                 conn.io.registered
             );
-            match self
-                .poll
-                .registry()
-                .reregister(&mut conn.io.socket, conn.io.id.token(), wanted)
-            {
+            let registry = self.poll.registry();
+            let token = conn.io.id.token();
+            let done = match conn.io.registered {
+                None => registry.register(&mut conn.io.socket, token, wanted),
+                Some(_) => registry.reregister(&mut conn.io.socket, token, wanted),
+            };
+            match done {
                 Ok(()) => conn.io.registered = Some(wanted),
-                Err(e) => warn!("reregister of connection {key} failed: {e}"),
+                Err(e) => warn!("registering connection {key} failed: {e}"),
             }
         }
         let memory = conn.memory();

@@ -141,7 +141,7 @@ impl Reactor {
             parked_ms: now,
             list_generation: self.upstreams.generation,
         };
-        match self.insert(socket, Role::Upstream(upstream)) {
+        match self.insert(socket, Role::Upstream(upstream), true) {
             Ok(upstream_key) => {
                 self.upstreams.open[index] += 1;
                 debug!("connection {key}: connecting to {addr} as connection {upstream_key}");
