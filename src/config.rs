@@ -208,7 +208,8 @@ impl Config {
     ///
     /// # Panics
     /// If a host that resolved during validation no longer does (a DNS
-    /// name that vanished between validation and this call).
+    /// name that vanished between validation and this call). The reactor
+    /// uses [`Config::try_upstream_addrs`], which cannot.
     pub fn upstream_addrs(&self) -> Vec<SocketAddr> {
         self.upstreams
             .iter()
@@ -218,6 +219,25 @@ impl Config {
                     "upstream {}:{} no longer resolves ({reason})",
                     upstream.host, upstream.port
                 ),
+            })
+            .collect()
+    }
+
+    /// Upstream addresses resolved, or which one no longer resolves: a
+    /// reload must not bring the loop down because a DNS name vanished in
+    /// the moment between validating the file and applying it.
+    pub fn try_upstream_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, upstream)| {
+                upstream.resolve().map_err(|reason| ConfigError {
+                    what: format!(
+                        "upstreams[{i}].host: {:?} no longer resolves ({reason})",
+                        upstream.host
+                    ),
+                    location: "reload".to_string(),
+                })
             })
             .collect()
     }

@@ -119,7 +119,16 @@ impl Reactor {
                 self.listen_addr, config.listen, self.listen_addr
             );
         }
-        let new_addrs = config.upstream_addrs();
+        let new_addrs = match config.try_upstream_addrs() {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                error!(
+                    "reload failed, keeping the running config: {}, {}",
+                    e.what, e.location
+                );
+                return;
+            }
+        };
         if new_addrs != self.upstreams.addrs || config.upstreams.len() != self.upstreams.hosts.len()
         {
             let generation = self.upstreams.generation + 1;
@@ -127,7 +136,7 @@ impl Reactor {
                 mut pool, waiting, ..
             } = std::mem::replace(
                 &mut self.upstreams,
-                Upstreams::from_config(config, generation),
+                Upstreams::from_config(config, new_addrs, generation),
             );
             // Idle connections to the old list go now; queued requests are
             // spread over the new list.

@@ -169,8 +169,7 @@ struct Upstreams {
 }
 
 impl Upstreams {
-    fn from_config(config: &Config, generation: u64) -> Upstreams {
-        let addrs = config.upstream_addrs();
+    fn from_config(config: &Config, addrs: Vec<SocketAddr>, generation: u64) -> Upstreams {
         let count = addrs.len();
         Upstreams {
             hosts: config
@@ -254,6 +253,9 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listen_addr = listener.local_addr()?;
+        let upstream_addrs = config
+            .try_upstream_addrs()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.what))?;
         let admin_listener = match &config.metrics {
             Some(settings) if metrics => {
                 let addr = settings.listen.parse().map_err(|e| {
@@ -276,13 +278,13 @@ impl Reactor {
                 Settings::from_config(config).client_buffer_bytes,
                 SPARE_BUFFERS,
             ),
-            metrics: Metrics::new(&config.upstream_addrs()),
+            metrics: Metrics::new(&upstream_addrs),
             rate: RateWindow::default(),
             shared_figures: None,
             shared_at: (0, 0),
             conns: Slab::with_capacity(1024),
             next_generation: 0,
-            upstreams: Upstreams::from_config(config, 0),
+            upstreams: Upstreams::from_config(config, upstream_addrs.clone(), 0),
             settings: Settings::from_config(config),
             ready: VecDeque::new(),
             clients: 0,
@@ -941,7 +943,7 @@ pub fn run(config: &Config, config_path: Option<&Path>, trace: bool) -> io::Resu
     let shared = (workers > 1).then(|| {
         Arc::new(SharedFigures {
             workers: (0..workers)
-                .map(|_| Mutex::new((Metrics::new(&config.upstream_addrs()), Gauges::default())))
+                .map(|_| Mutex::new((Metrics::new(&first.upstreams.addrs), Gauges::default())))
                 .collect(),
         })
     });
