@@ -112,6 +112,8 @@ pub struct Client {
     /// Exchanges completed on this connection: more than none means the
     /// client is idle between requests, and `keepalive_ms` applies.
     pub served: u32,
+    /// TCP_NODELAY is on (set once the client asks for keep-alive).
+    pub nodelay: bool,
 }
 
 /// What a client connection is waiting for.

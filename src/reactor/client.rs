@@ -245,8 +245,17 @@ impl Reactor {
         let index = self.upstreams.balancer.pick();
         let draining = self.draining_until.is_some();
         let now = self.now;
-        let (_, client) = client_in(&mut self.conns, key)?;
+        let (io, client) = client_in(&mut self.conns, key)?;
         client.head_started_ms = None;
+        // On a kept-alive connection the last small segment of a response
+        // must not wait for the ACK of the one before (Nagle's algorithm
+        // meeting the client's delayed ACK: up to 40 ms). A connection that
+        // closes after its answer needs no such setting: closing flushes,
+        // so, like nginx, we spare it the setsockopt.
+        if head.keep_alive && !client.nodelay {
+            let _ = io.socket.set_nodelay(true);
+            client.nodelay = true;
+        }
         let timeouts = self.settings.timeouts.clone();
         let mut exchange = Exchange::new(head, index, timeouts, Instant::now(), now);
         // Shutting down: serve this one, then close.

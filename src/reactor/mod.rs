@@ -453,9 +453,8 @@ impl Reactor {
             if !admin {
                 self.metrics.accepted_connections += 1;
             }
-            // Heads and small bodies go out at once rather than waiting for
-            // an ACK (Nagle's algorithm); writes are already coalesced.
-            let _ = socket.set_nodelay(true);
+            // TCP_NODELAY is set later, and only for a client that wants
+            // keep-alive (see `Reactor::begin_exchange`).
             let client = Client {
                 peer,
                 admin,
@@ -466,6 +465,7 @@ impl Reactor {
                 since_ms: self.now,
                 head_started_ms: None,
                 served: 0,
+                nodelay: false,
             };
             match self.insert(socket, Role::Client(client), false) {
                 Ok(key) => {
