@@ -25,12 +25,15 @@ use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use std::os::fd::AsFd;
+
 use crate::buffer::Buffer;
 use crate::config::Timeouts;
 use crate::conn::{Outbox, Readiness, WriteOutcome, write_two};
 use crate::http::framing::{BodyFraming, BodyReader, FramingError, Step};
 use crate::http::head::{HeadLimits, RequestHead, Version, parse_response};
 use crate::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
+use crate::splice::{Moved, PIPE_BYTES, Pipe, SPLICE_THRESHOLD};
 
 /// Room for what a rewrite adds to a head (`Via`, `X-Forwarded-*`,
 /// `Connection`), so composing it allocates once.
@@ -128,6 +131,9 @@ pub struct Exchange {
     pub close_client: bool,
     /// The upstream connection may go back to the pool afterwards.
     pub upstream_reusable: bool,
+    /// A long body relayed with `splice(2)` instead of the buffer (see
+    /// `src/splice.rs`).
+    pub pipe: Option<Pipe>,
 }
 
 impl Exchange {
@@ -167,7 +173,103 @@ impl Exchange {
             response_bytes: 0,
             close_client,
             upstream_reusable: false,
+            pipe: None,
         }
+    }
+
+    /// The rest of the body can go through a pipe: a body long enough,
+    /// framed by length or close (never chunked, never de-chunked), and
+    /// nothing of it waiting in the buffer or behind the head.
+    pub fn may_splice(&self, upstream_in: &Buffer, out: &Outbox) -> bool {
+        match &self.response {
+            ResponseState::Body {
+                reader,
+                pending: 0,
+                dechunk: false,
+            } => {
+                upstream_in.is_empty()
+                    && out.is_empty()
+                    && reader
+                        .unexamined_room()
+                        .is_some_and(|room| room >= SPLICE_THRESHOLD)
+            }
+            _ => false,
+        }
+    }
+
+    /// Body bytes in the pipe, not yet taken by the client.
+    pub fn pipe_held(&self) -> usize {
+        self.pipe.as_ref().map_or(0, Pipe::held)
+    }
+
+    /// Relay the body through the pipe: fill it from the upstream while it
+    /// is empty, drain it into the client while it is not, until the body
+    /// ends, a side would block, or `budget` bytes have come in.
+    pub fn splice_body<U: AsFd, C: AsFd>(
+        &mut self,
+        upstream: &U,
+        upstream_ready: &mut Readiness,
+        upstream_eof: &mut bool,
+        client: &C,
+        client_ready: &mut Readiness,
+        budget: &mut usize,
+    ) -> Result<bool, Failure> {
+        let Exchange {
+            response,
+            pipe: Some(pipe),
+            response_bytes,
+            ..
+        } = self
+        else {
+            return Ok(false);
+        };
+        let ResponseState::Body { reader, .. } = response else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        let finished = loop {
+            if pipe.held() > 0 {
+                match pipe.drain(client, client_ready) {
+                    Moved::Bytes(n) => {
+                        *response_bytes += n as u64;
+                        progress = true;
+                        continue;
+                    }
+                    Moved::Failed(e) => return Err(Failure::ClientWrite(e)),
+                    Moved::Blocked | Moved::Eof => break false,
+                }
+            }
+            let Some(room) = reader.unexamined_room() else {
+                break reader.is_done();
+            };
+            if *budget == 0 {
+                break false;
+            }
+            let max = room.min(PIPE_BYTES as u64) as usize;
+            match pipe.fill(upstream, upstream_ready, max) {
+                Moved::Bytes(n) => {
+                    reader.passed_unexamined(n as u64);
+                    *budget = budget.saturating_sub(n);
+                    progress = true;
+                }
+                Moved::Eof => {
+                    *upstream_eof = true;
+                    // Close-delimited bodies end here; others are cut short.
+                    reader
+                        .finish_at_eof()
+                        .map_err(|_| Failure::UpstreamTruncated)?;
+                    progress = true;
+                }
+                Moved::Blocked => break false,
+                Moved::Failed(e) => return Err(Failure::UpstreamRead(e)),
+            }
+        };
+        if finished {
+            self.response = ResponseState::Complete;
+            self.pipe = None;
+            return Ok(true);
+        }
+        Ok(progress)
     }
 
     /// Heap bytes this exchange holds beyond the connection's buffers.

@@ -38,6 +38,8 @@ pub mod token;
 pub mod conn;
 /// One request and its response as a state machine (lesson 05).
 pub mod exchange;
+/// Zero-copy relay of long bodies with splice(2) (lesson 13).
+pub mod splice;
 /// The `mio::Poll` loop: accept, dispatch, timers, signals, backpressure (lessons 03, 09, 10, 14).
 pub mod reactor;
 /// Counters and a latency histogram owned by the loop (lesson 13).

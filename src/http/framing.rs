@@ -129,6 +129,27 @@ impl BodyReader {
     /// a close-delimited body the close *is* the end, so bytes still waiting
     /// in the buffer would be lost from the body if the reader said `Done`
     /// first.
+    /// How many body bytes may still pass without being looked at (the
+    /// zero-copy path, `src/splice.rs`): what a `Content-Length` has left,
+    /// or no limit until a close-delimited body ends. `None` for framings
+    /// whose bytes must be read to know where they end (chunked), or when
+    /// nothing is left.
+    pub fn unexamined_room(&self) -> Option<u64> {
+        match self.state {
+            ReaderState::Length { remaining } if remaining > 0 => Some(remaining),
+            ReaderState::UntilClose { closed: false } => Some(u64::MAX),
+            _ => None,
+        }
+    }
+
+    /// `n` body bytes went past without being classified (at most
+    /// [`BodyReader::unexamined_room`]).
+    pub fn passed_unexamined(&mut self, n: u64) {
+        if let ReaderState::Length { remaining } = &mut self.state {
+            *remaining = remaining.saturating_sub(n);
+        }
+    }
+
     pub fn finish_at_eof(&mut self) -> Result<(), FramingError> {
         if let ReaderState::UntilClose { closed } = &mut self.state {
             *closed = true;

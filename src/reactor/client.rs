@@ -27,6 +27,7 @@ use crate::exchange::{Exchange, Failure, ResponseState};
 use crate::http::errors::{error_response_len, write_error_response};
 use crate::http::head::{RequestError, RequestHead, parse_request};
 use crate::metrics::ErrorKind;
+use crate::splice::Pipe;
 
 /// After a final answer, how much of what a client still sends we read and
 /// throw away before closing anyway (see [`Closing`]).
@@ -303,7 +304,9 @@ impl Reactor {
             return self.abort(key, "client closed before sending the whole request");
         }
 
-        if !up.eof {
+        // Splicing: the body goes socket to pipe to socket, never into the
+        // buffer, so the buffered read below must not take it first.
+        if !up.eof && ex.pipe.is_none() {
             match read_into(
                 &mut uio.socket,
                 &mut uio.ready,
@@ -338,6 +341,27 @@ impl Reactor {
         }
         if ex.response_started() && ex.response_head_ms.is_none() {
             ex.response_head_ms = Some(now);
+        }
+        if ex.pipe.is_none() && ex.may_splice(&up.inbuf, &client.out) {
+            match Pipe::new() {
+                Ok(pipe) => ex.pipe = Some(pipe),
+                // Out of descriptors, say: the buffer path still works.
+                Err(e) => debug!("connection {key}: no pipe for splice ({e}); using the buffer"),
+            }
+        }
+        if ex.pipe.is_some() {
+            let spliced = ex.splice_body(
+                &uio.socket,
+                &mut uio.ready,
+                &mut up.eof,
+                &cio.socket,
+                &mut cio.ready,
+                budget,
+            );
+            match spliced {
+                Ok(moved) => progress |= moved,
+                Err(failure) => return self.handle_failure(key, failure),
+            }
         }
 
         let switching = match ex.response {

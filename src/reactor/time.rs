@@ -86,7 +86,10 @@ impl Reactor {
                         // The upstream owes us bytes once the request is out
                         // (before that, it may rightly wait for the body).
                         let expecting = ex.request_complete() || ex.response_started();
-                        if expecting && !up.eof && !up.inbuf.is_full() {
+                        // A full buffer or a loaded pipe: it is the client
+                        // that owes progress now (write_ms), not the upstream.
+                        let room = !up.inbuf.is_full() && ex.pipe_held() == 0;
+                        if expecting && !up.eof && room {
                             let since = uio.last_read_ms.max(uio.last_write_ms).max(ex.linked_ms);
                             earliest.consider(since + t.read_ms, TimeoutKind::UpstreamRead);
                         }
@@ -95,7 +98,8 @@ impl Reactor {
                             earliest.consider(since + t.write_ms, TimeoutKind::Write);
                         }
                     }
-                    let client_owed = !client.out.is_empty() || !up.inbuf.is_empty();
+                    let client_owed =
+                        !client.out.is_empty() || !up.inbuf.is_empty() || ex.pipe_held() > 0;
                     if !conn.io.ready.writable && client_owed {
                         let since = conn.io.last_write_ms.max(ex.started_ms);
                         earliest.consider(since + t.write_ms, TimeoutKind::Write);

@@ -1,0 +1,100 @@
+//! Long bodies go socket -> pipe -> socket with `splice(2)` (`src/splice.rs`)
+//! instead of through the proxy's buffer. These stories check the bytes
+//! arrive exactly, that framing still decides where a body ends, and that a
+//! body cut short still ends the client connection.
+
+mod support;
+
+use support::*;
+
+const LONG: u64 = 8 << 20;
+
+/// Reads one response to GET and returns (status, bytes received, intact).
+fn download(client: &mut Client, target: &str) -> (u16, u64, bool) {
+    client.send(&get(target));
+    let resp = client.read_head().expect("a response head");
+    let mut received = 0u64;
+    let mut intact = true;
+    let _ = client.read_body_with("GET", &resp, &mut |data| {
+        intact &= matches_pattern(received, data);
+        received += data.len() as u64;
+    });
+    (resp.status, received, intact)
+}
+
+/// Three 8 MiB bodies, one after another on one keep-alive connection:
+/// each goes through the pipe, arrives byte for byte, and the connection
+/// (and the pooled upstream connection) carry on to the next request, with
+/// no buffer memory held for the bodies.
+#[test]
+fn long_bodies_arrive_exactly_and_the_connection_carries_on() {
+    let upstream = Upstream::big_body("big", LONG);
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    for i in 0..3 {
+        let (status, received, intact) = download(&mut client, &format!("/big/{i}"));
+        assert_eq!(status, 200, "download {i}");
+        assert_eq!(received, LONG, "download {i} should be 8 MiB exactly");
+        assert!(intact, "download {i} was altered on the way");
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "the upstream connection should be pooled and reused after a spliced body"
+    );
+    let peak = proxy.stats().peak_buffer_bytes;
+    assert!(
+        peak <= 4 * 16_384 + 4096,
+        "spliced bodies should not pass through buffers: peak {peak} bytes"
+    );
+}
+
+/// A long body delimited by the upstream's close, not by a length: the
+/// pipe runs until the FIN, and the client gets every byte, then a close.
+#[test]
+fn long_close_delimited_body_arrives_whole() {
+    let upstream = Upstream::start("until-close", |conn| {
+        if conn.read_request().is_some() {
+            let _ = conn.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                && conn.write_pattern(LONG);
+        }
+    });
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    let (status, received, intact) = download(&mut client, "/until-close");
+    assert_eq!(status, 200);
+    assert_eq!(received, LONG, "every byte up to the upstream's close");
+    assert!(intact, "the body was altered on the way");
+}
+
+/// The upstream promises 8 MiB and closes after 1 MiB. The proxy cannot
+/// say so in the response any more, so it closes the client connection:
+/// the client sees a short body and a close, never a complete-looking one.
+#[test]
+fn long_body_cut_short_closes_the_client() {
+    let upstream = Upstream::start("liar", |conn| {
+        if conn.read_request().is_some() {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LONG}\r\n\r\n");
+            let _ = conn.write(head.as_bytes()) && conn.write_pattern(1 << 20);
+        }
+    });
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    client.send(&get("/liar"));
+    let resp = client
+        .read_head()
+        .expect("the head went out before the cut");
+    let mut received = 0u64;
+    let outcome = client.read_body_with("GET", &resp, &mut |data| received += data.len() as u64);
+    assert!(outcome.is_err(), "the body must not look complete");
+    assert!(
+        received < LONG,
+        "the client got {received} of {LONG} bytes and then a close"
+    );
+    assert!(
+        wait_for_stats(&proxy, std::time::Duration::from_secs(3), |s| s.connections
+            == 0)
+        .is_ok(),
+        "both connections should be closed and freed"
+    );
+}
