@@ -28,12 +28,4 @@ impl RoundRobin {
     pub fn after(&self, index: usize) -> usize {
         (index + 1) % self.count
     }
-
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
 }
