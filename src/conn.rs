@@ -355,19 +355,43 @@ pub fn write_two<S: Write>(
     first: &[u8],
     second: &[u8],
 ) -> WriteOutcome {
-    let total = first.len() + second.len();
-    if total == 0 || !ready.writable {
-        return WriteOutcome::Blocked;
-    }
-    loop {
-        let result = if first.is_empty() {
+    write_counted(ready, first.len() + second.len(), || {
+        if first.is_empty() {
             socket.write(second)
         } else if second.is_empty() {
             socket.write(first)
         } else {
             socket.write_vectored(&[IoSlice::new(first), IoSlice::new(second)])
-        };
-        return match result {
+        }
+    })
+}
+
+/// [`write_two`] for the last bytes a connection will ever send: the caller
+/// shuts down or closes the socket as soon as they are all written, and
+/// the kernel may hold back their last partial segment for the FIN.
+pub fn write_two_before_fin<S: Outgoing>(
+    socket: &mut S,
+    ready: &mut Readiness,
+    first: &[u8],
+    second: &[u8],
+) -> WriteOutcome {
+    write_counted(ready, first.len() + second.len(), || {
+        socket.write_vectored_before_fin(&[IoSlice::new(first), IoSlice::new(second)])
+    })
+}
+
+/// What both pumps share: one write attempt (retried on EINTR) and what it
+/// says about the socket.
+fn write_counted(
+    ready: &mut Readiness,
+    total: usize,
+    mut attempt: impl FnMut() -> io::Result<usize>,
+) -> WriteOutcome {
+    if total == 0 || !ready.writable {
+        return WriteOutcome::Blocked;
+    }
+    loop {
+        return match attempt() {
             Ok(n) => {
                 // A short write means the send buffer is full; the kernel
                 // will raise WRITABLE when it drains.
@@ -389,3 +413,32 @@ pub fn write_two<S: Write>(
         };
     }
 }
+
+/// A socket that can be told "the FIN comes next".
+///
+/// An answer on a connection that then closes costs two segments if the
+/// answer leaves at once and the close sends its FIN after it: the client
+/// wakes for the bytes, then again for the FIN, and ACKs each. Written
+/// with `MSG_MORE`, the answer's last partial segment waits in the send
+/// queue, and the close (or `shutdown`) that follows sends it with the
+/// FIN set: one segment, one wake-up, one ACK. HTTP/1.0 clients and
+/// `Connection: close` answers take this road (lesson `13-measuring`).
+///
+/// `MSG_MORE` promises more data: bytes written this way wait until the
+/// socket is shut down or closed, so only a write followed by one may
+/// use it.
+pub trait Outgoing: Write {
+    /// `write_vectored`, announcing that a FIN follows. By default just
+    /// `write_vectored`, which is all a scripted test socket needs.
+    fn write_vectored_before_fin(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_vectored(bufs)
+    }
+}
+
+impl Outgoing for TcpStream {
+    fn write_vectored_before_fin(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        socket2::SockRef::from(&*self).send_vectored_with_flags(bufs, nix::libc::MSG_MORE)
+    }
+}
+
+impl Outgoing for Vec<u8> {}

@@ -29,7 +29,7 @@ use std::os::fd::AsFd;
 
 use crate::buffer::Buffer;
 use crate::config::Timeouts;
-use crate::conn::{Outbox, Readiness, WriteOutcome, write_two};
+use crate::conn::{Outbox, Outgoing, Readiness, WriteOutcome, write_two, write_two_before_fin};
 use crate::http::framing::{BodyFraming, BodyReader, FramingError, Step};
 use crate::http::head::{HeadLimits, RequestHead, Version, parse_response};
 use crate::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
@@ -399,7 +399,7 @@ impl Exchange {
     /// Move response bytes from `upstream_in` to the client: parse the head,
     /// relay 1xx, compose the client's head, then relay the body as its
     /// framing says. `upstream_eof`: the upstream has sent FIN.
-    pub fn forward_response<W: Write>(
+    pub fn forward_response<W: Outgoing>(
         &mut self,
         upstream_in: &mut Buffer,
         upstream_eof: bool,
@@ -527,7 +527,7 @@ impl Exchange {
         Ok(true)
     }
 
-    fn relay_body<W: Write>(
+    fn relay_body<W: Outgoing>(
         &mut self,
         upstream_in: &mut Buffer,
         upstream_eof: bool,
@@ -573,7 +573,16 @@ impl Exchange {
                 }
                 return Ok(progress);
             }
-            match write_two(client, client_ready, out.pending(), body) {
+            // The reader has classified the body to its end, so this write
+            // (if it is taken whole) ends the answer; on a connection that
+            // closes next, the FIN can ride with it.
+            let ends_connection = self.close_client && reader.is_done();
+            let outcome = if ends_connection {
+                write_two_before_fin(client, client_ready, out.pending(), body)
+            } else {
+                write_two(client, client_ready, out.pending(), body)
+            };
+            match outcome {
                 WriteOutcome::Wrote(n) => {
                     let body_written = out.advance(n);
                     upstream_in.consume(body_written);

@@ -464,3 +464,53 @@ fn upstream_connection_close_is_not_pooled_and_client_stays_open() {
         "a connection the upstream closed must never be reused"
     );
 }
+
+/// An HTTP/1.0 client that reads slowly, and an answer (200 KiB, below the
+/// splice threshold) too big for the socket buffers to take at once. The
+/// proxy writes it in pieces; the last ones, those that end the
+/// connection, go with `MSG_MORE`, so the kernel holds their tail back for
+/// the FIN. The close must still push out every byte, and the FIN after
+/// them.
+#[test]
+fn the_last_bytes_before_a_close_are_all_delivered() {
+    const BODY: u64 = 200 << 10;
+    let upstream = Upstream::big_body("big", BODY);
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    client.send(&head(&["GET /big HTTP/1.0", "Host: test.local"]));
+    // Let the proxy fill the socket buffers and wait for WRITABLE.
+    thread::sleep(Duration::from_millis(100));
+
+    let (raw, end) = client.read_until_close();
+    if let Err(e) = end {
+        panic!("the proxy must close after an HTTP/1.0 answer: {e}");
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    let body = &raw[split..];
+    assert_eq!(
+        body.len() as u64,
+        BODY,
+        "every body byte must arrive before the FIN"
+    );
+    assert!(matches_pattern(0, body), "the body was altered");
+}
+
+/// The same for an answer of the proxy's own: a 400 for a malformed
+/// request is written, then the write side is shut down; the answer must
+/// arrive whole, followed by end of stream.
+#[test]
+fn an_error_answer_arrives_whole_before_the_close() {
+    let upstream = Upstream::echo("a");
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    client.send(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    let resp = client.read_response("GET").expect("an answer");
+    assert_error_answer(&resp, 400, "a request with two Host fields");
+    if let Err(e) = client.expect_closed() {
+        panic!("the proxy closes after its 400: {e}");
+    }
+}

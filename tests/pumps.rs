@@ -1,12 +1,15 @@
 //! Stories about the byte pumps in `src/conn.rs` (`read_into`, `write_two`)
 //! and the readiness they remember between events, with scripted sockets:
-//! each story is exact and needs no network.
+//! each story is exact and needs no network. The last story uses a real
+//! loopback socket, because what it shows is the kernel's part.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
 
 use ferroxy::buffer::{Buffer, BufferPool};
-use ferroxy::conn::{ReadOutcome, Readiness, WriteOutcome, read_into, write_two};
+use ferroxy::conn::{
+    ReadOutcome, Readiness, WriteOutcome, read_into, write_two, write_two_before_fin,
+};
 
 #[path = "support/scripted.rs"]
 mod scripted;
@@ -126,4 +129,50 @@ fn short_write_means_the_send_buffer_is_full() {
         matches!(blocked, WriteOutcome::Blocked),
         "not writable: no syscall at all"
     );
+}
+
+/// `write_two_before_fin` on a real socket: the bytes are accepted at once,
+/// but the kernel keeps them in the send queue (`MSG_MORE`) until the
+/// shutdown, which sends them together with the FIN. The peer sees nothing,
+/// then everything and end of stream in one go. That is why only the last
+/// write before a close may use it.
+#[test]
+fn the_last_write_waits_for_the_fin() {
+    use std::io::Read;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::time::Duration;
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    let sender = TcpStream::connect(listener.local_addr().expect("its address")).expect("connect");
+    let (mut receiver, _) = listener.accept().expect("accept");
+    let mut sender = mio::net::TcpStream::from_std(sender);
+    let mut ready = Readiness {
+        writable: true,
+        ..Readiness::default()
+    };
+
+    let outcome = write_two_before_fin(&mut sender, &mut ready, b"HTTP/1.0 200 OK\r\n\r\n", b"bye");
+    assert!(
+        matches!(outcome, WriteOutcome::Wrote(22)),
+        "got {outcome:?}"
+    );
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("a read timeout");
+    let mut buf = [0u8; 64];
+    let early = receiver.read(&mut buf);
+    assert!(
+        early.is_err(),
+        "the bytes should wait in the send queue for the FIN, but {early:?} arrived first"
+    );
+
+    sender.shutdown(Shutdown::Write).expect("shutdown");
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    let mut got = Vec::new();
+    receiver
+        .read_to_end(&mut got)
+        .expect("the bytes, then end of stream");
+    assert_eq!(got, b"HTTP/1.0 200 OK\r\n\r\nbye");
 }

@@ -21,7 +21,7 @@ use crate::admin;
 use crate::buffer::{Buffer, BufferPool};
 use crate::conn::{
     ClientPhase, Closing, Conn, Io, ReadOutcome, Role, Tunnel, Upstream, UpstreamPhase,
-    WriteOutcome, read_into, write_two,
+    WriteOutcome, read_into, write_two, write_two_before_fin,
 };
 use crate::exchange::{Exchange, Failure, ResponseState};
 use crate::http::errors::{error_response_len, write_error_response};
@@ -194,7 +194,8 @@ impl Reactor {
         };
         let mut progress = false;
         if !client.out.is_empty() {
-            match write_two(&mut io.socket, &mut io.ready, client.out.pending(), &[]) {
+            // The shutdown below follows as soon as `out` is empty.
+            match write_two_before_fin(&mut io.socket, &mut io.ready, client.out.pending(), &[]) {
                 WriteOutcome::Wrote(n) => {
                     client.out.advance(n);
                     progress = true;
