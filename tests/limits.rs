@@ -8,6 +8,9 @@
 //!   queue for a connection to free up, and gets 503 if none does within
 //!   `connect_ms`. The upstream never sees more than the limit.
 //! - `max_header_bytes`: a request head over it is 431, then close.
+//! - The process's descriptor limit (`ulimit -n`): when `accept` runs out,
+//!   the clients left in the backlog are accepted as soon as a connection
+//!   closes.
 
 mod support;
 
@@ -456,5 +459,52 @@ fn head_growing_past_max_header_bytes_in_pieces_gets_431() {
         upstream.connections(),
         0,
         "the upstream must not be contacted"
+    );
+}
+
+/// The proxy runs under `ulimit -n 16` and more clients connect than it has
+/// descriptors for: `accept` fails with EMFILE and the rest wait in the
+/// kernel's backlog. The listener is edge-triggered, and those clients are
+/// not news any more: no event will ever announce them again. The story:
+/// one of them sends a request, the clients that were accepted leave, and
+/// the waiting one must be accepted and answered, without any new client
+/// arriving to wake the listener.
+#[test]
+fn clients_left_in_the_backlog_are_accepted_when_descriptors_free_up() {
+    let upstream = Upstream::echo("a");
+    let proxy =
+        ProxyProcess::start_with_fd_limit("emfile", &config_json(&[upstream.addr], |_| {}), 16);
+
+    // Connect until the proxy says it ran out (about nine fit).
+    let mut accepted = Vec::new();
+    while !proxy.wait_for_log("accept failed", 1, ms(100)) {
+        assert!(
+            accepted.len() < 32,
+            "32 clients and no accept failure under ulimit -n 16:\n{}",
+            proxy.stderr()
+        );
+        accepted.push(Client::connect(proxy.addr));
+    }
+    let mut waiting = Client::connect(proxy.addr);
+    waiting.send(&get("/from-the-backlog"));
+
+    drop(accepted);
+    let resp = waiting.read_response("GET").unwrap_or_else(|e| {
+        panic!(
+            "the client from the backlog was never served: {e}\n{}",
+            proxy.stderr()
+        )
+    });
+    assert_eq!(resp.status, 200, "{}", resp.raw_head);
+    assert!(
+        proxy.wait_for_log("accepting again", 1, ms(2000)),
+        "the end of the shortage should be logged:\n{}",
+        proxy.stderr()
+    );
+    assert_eq!(
+        proxy.stderr().matches("accept failed").count(),
+        1,
+        "one shortage, one error line:\n{}",
+        proxy.stderr()
     );
 }

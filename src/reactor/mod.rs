@@ -72,6 +72,12 @@ const MAX_ADMIN_CONNS: usize = 64;
 /// Spare buffers kept for reuse (16 KiB each by default: 4 MiB).
 const SPARE_BUFFERS: usize = 256;
 
+/// After `accept` failed for want of descriptors or memory, how long until
+/// the next try (sooner if a connection closes and frees a descriptor).
+/// nginx waits 500 ms (`accept_mutex_delay`); a tenth of a second keeps the
+/// clients already in the backlog from waiting that long.
+const ACCEPT_RETRY_MS: u64 = 100;
+
 /// How many events one `poll` call can return.
 const EVENTS_PER_POLL: usize = 1024;
 
@@ -223,6 +229,12 @@ pub struct Reactor {
     /// A connection slot or an idle connection was freed this turn: the
     /// waiting queues get a look at the end of it.
     slots_freed: bool,
+    /// `accept` ran out of descriptors (or memory) with clients still in
+    /// the backlog: try again at this time (see [`Reactor::retry_accept`]).
+    accept_retry_at: Option<u64>,
+    /// The same shortage, remembered until the backlog is drained, so it
+    /// is logged once when it starts and once when it ends.
+    accept_stalled: bool,
     /// Shutting down: exit when no connection is left, or at this time.
     draining_until: Option<u64>,
     config_path: Option<PathBuf>,
@@ -292,6 +304,8 @@ impl Reactor {
             now: 0,
             timers: TimerWheel::new(WHEEL_TICK_MS, WHEEL_SLOTS, 0),
             slots_freed: false,
+            accept_retry_at: None,
+            accept_stalled: false,
             draining_until: None,
             config_path: None,
             trace: false,
@@ -363,6 +377,7 @@ impl Reactor {
                 }
             }
             self.expire_timers();
+            self.retry_accept();
             self.serve_queues();
             self.trim_pools();
             self.rate.sample(self.now, self.metrics.requests);
@@ -385,6 +400,7 @@ impl Reactor {
         }
         let next = [
             self.timers.next_deadline(),
+            self.accept_retry_at,
             self.draining_until,
             self.share_due(),
             self.upstreams.pool.next_trim(),
@@ -417,11 +433,26 @@ impl Reactor {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A client that failed while it waited in the backlog (the
+                // kernel reports its error here): the next may be fine.
+                Err(e) if died_in_backlog(&e) => {
+                    debug!("accept: a waiting client failed ({e}); next");
+                    continue;
+                }
                 Err(e) => {
-                    // EMFILE and friends: leave the rest in the backlog.
-                    // NB: edge-triggered, they are only seen again when the
-                    // next client arrives.
-                    error!("accept failed: {e}");
+                    // Out of descriptors (EMFILE, ENFILE) or kernel memory.
+                    // The clients still in the backlog will raise no new
+                    // edge (they are not news to an edge-triggered
+                    // listener), so without a retry of our own they would
+                    // wait for the next client to arrive, maybe forever.
+                    if !self.accept_stalled {
+                        self.accept_stalled = true;
+                        error!(
+                            "accept failed: {e}; clients wait in the backlog until a \
+                             connection closes (or {ACCEPT_RETRY_MS} ms pass)"
+                        );
+                    }
+                    self.accept_retry_at = Some(self.now + ACCEPT_RETRY_MS);
                     return;
                 }
             };
@@ -490,6 +521,23 @@ impl Reactor {
         }
     }
 
+    /// Accept again after `accept` ran short of descriptors, once its retry
+    /// time has come ([`Reactor::close`] brings it forward: a closed
+    /// connection has just freed a descriptor). Another failure sets a new
+    /// retry time.
+    fn retry_accept(&mut self) {
+        if self.accept_retry_at.is_none_or(|at| at > self.now) {
+            return;
+        }
+        self.accept_retry_at = None;
+        self.accept_clients(false);
+        self.accept_clients(true);
+        if self.accept_retry_at.is_none() && self.accept_stalled {
+            self.accept_stalled = false;
+            info!("accepting again: the backlog is drained");
+        }
+    }
+
     /// Put a socket in the slab and, with `register`, register it READABLE
     /// and WRITABLE (see [`Conn::desired_interest`] for why WRITABLE stays
     /// on); without, the first `settle` registers it. It is never
@@ -539,6 +587,10 @@ impl Reactor {
             return;
         }
         self.leave_queue(key);
+        if self.accept_retry_at.is_some() {
+            // This close frees a descriptor: retry at the end of the turn.
+            self.accept_retry_at = Some(self.now);
+        }
         let mut conn = self.conns.remove(key);
         self.stats.buffer_bytes -= conn.io.accounted;
         conn.inbuf().clear();
@@ -820,6 +872,28 @@ impl Reactor {
 /// Over `max_client_conns`: a best-effort 503 on the new socket, then close.
 /// It is non-blocking and brand new, so the small answer fits its buffer.
 /// Returns the bytes written, for the access line.
+/// Errors `accept(2)` reports for one connection that died in the backlog,
+/// not for the listener (Linux passes the new socket's pending network
+/// error on, says its man page): the next waiting client may be fine, so
+/// the loop goes on at once.
+fn died_in_backlog(e: &io::Error) -> bool {
+    use nix::libc;
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
+
 fn refuse_over_limit(mut socket: TcpStream, peer: SocketAddr, limit: usize) -> u64 {
     use std::io::Write;
     let mut answer = Vec::new();

@@ -1770,6 +1770,17 @@ impl ProxyProcess {
     /// `ferroxy --config FILE`; return once it printed its listen address.
     /// `name` goes into the temp file's name, to tell stories apart.
     pub fn start(name: &str, config_text: &str) -> ProxyProcess {
+        ProxyProcess::start_limited(name, config_text, None)
+    }
+
+    /// [`ProxyProcess::start`] with the child's descriptor limit lowered
+    /// to `fds` (`ulimit -n` in a shell that then `exec`s the proxy, so
+    /// the pid is the proxy's).
+    pub fn start_with_fd_limit(name: &str, config_text: &str, fds: u32) -> ProxyProcess {
+        ProxyProcess::start_limited(name, config_text, Some(fds))
+    }
+
+    fn start_limited(name: &str, config_text: &str, fds: Option<u32>) -> ProxyProcess {
         use std::io::BufRead;
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let config_path = std::env::temp_dir().join(format!(
@@ -1778,7 +1789,21 @@ impl ProxyProcess {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::write(&config_path, config_text).expect("write the temp config file");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferroxy"))
+        let binary = env!("CARGO_BIN_EXE_ferroxy");
+        let mut command = match fds {
+            None => std::process::Command::new(binary),
+            Some(fds) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args([
+                    "-c",
+                    "ulimit -n \"$0\" && exec \"$@\"",
+                    &fds.to_string(),
+                    binary,
+                ]);
+                sh
+            }
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config_path)
             .stdin(std::process::Stdio::null())
