@@ -535,6 +535,12 @@ impl Exchange {
         client_ready: &mut Readiness,
         out: &mut Outbox,
     ) -> Result<bool, Failure> {
+        if self.pipe.is_some() {
+            // The pipe carries the body now, and `splice_body` ends it: the
+            // framing may say the body is all here while its tail still
+            // waits in the pipe for the client.
+            return Ok(false);
+        }
         let ResponseState::Body {
             reader,
             pending,

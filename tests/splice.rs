@@ -22,6 +22,28 @@ fn download(client: &mut Client, target: &str) -> (u16, u64, bool) {
     (resp.status, received, intact)
 }
 
+/// The end of a spliced body meets a client that is slow to take it (a
+/// 4 KiB receive buffer): the last fill takes the body's final bytes into
+/// the pipe, and the client's socket takes only part of them. As far as
+/// the framing goes the body is complete, but the pipe still holds its
+/// tail: the answer is not done, and the pipe not dropped, until the pipe
+/// is empty.
+#[test]
+fn the_tail_left_in_the_pipe_still_reaches_a_slow_client() {
+    let upstream = Upstream::big_body("big", LONG);
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect_with_receive_buffer(proxy.local_addr(), 4096);
+    for i in 0..3 {
+        let (status, received, intact) = download(&mut client, &format!("/big/{i}"));
+        assert_eq!(status, 200, "download {i}");
+        assert_eq!(
+            received, LONG,
+            "download {i}: the bytes still in the pipe were lost"
+        );
+        assert!(intact, "download {i} was altered on the way");
+    }
+}
+
 /// Three 8 MiB bodies, one after another on one keep-alive connection:
 /// each goes through the pipe, arrives byte for byte, and the connection
 /// (and the pooled upstream connection) carry on to the next request, with

@@ -729,6 +729,23 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
             .unwrap_or_else(|e| panic!("could not connect to {addr}: {e}"));
+        Client::from_stream(stream)
+    }
+
+    /// [`Client::connect`] with the socket's receive buffer set to `bytes`
+    /// before connecting, so the window it offers stays small and the
+    /// proxy's writes to it keep coming up short.
+    pub fn connect_with_receive_buffer(addr: SocketAddr, bytes: usize) -> Client {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        socket.set_recv_buffer_size(bytes).expect("set SO_RCVBUF");
+        socket
+            .connect_timeout(&addr.into(), IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("could not connect to {addr}: {e}"));
+        Client::from_stream(socket.into())
+    }
+
+    fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
