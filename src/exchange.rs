@@ -33,7 +33,7 @@ use crate::conn::{Outbox, Outgoing, Readiness, WriteOutcome, write_two, write_tw
 use crate::http::framing::{BodyFraming, BodyReader, FramingError, Step};
 use crate::http::head::{HeadLimits, RequestHead, Version, parse_response};
 use crate::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
-use crate::splice::{Moved, PIPE_BYTES, Pipe, SPLICE_THRESHOLD};
+use crate::splice::{Moved, Pipe, SPLICE_THRESHOLD};
 
 /// Room for what a rewrite adds to a head (`Via`, `X-Forwarded-*`,
 /// `Connection`), so composing it allocates once.
@@ -245,7 +245,9 @@ impl Exchange {
             if *budget == 0 {
                 break false;
             }
-            let max = room.min(PIPE_BYTES as u64) as usize;
+            // A fill may overshoot what is left of the budget, by up to a
+            // pipeful: it moves page references, far cheaper than copying.
+            let max = room.min(pipe.capacity() as u64) as usize;
             match pipe.fill(upstream, upstream_ready, max) {
                 Moved::Bytes(n) => {
                     reader.passed_unexamined(n as u64);

@@ -120,3 +120,64 @@ fn long_body_cut_short_closes_the_client() {
         "both connections should be closed and freed"
     );
 }
+
+/// A pipe starts with room for 64 KiB, and one splice moves at most a
+/// pipeful. `Pipe::new` grows it to 1 MiB (as far as the kernel's
+/// `pipe-max-size` allows), so 112 KiB waiting in a socket go into the pipe
+/// in one splice instead of two.
+#[test]
+fn one_fill_takes_more_than_a_default_pipeful() {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use ferroxy::conn::Readiness;
+    use ferroxy::splice::{Moved, PIPE_BYTES, Pipe};
+
+    // Under the 128 KiB a fresh loopback socket takes before its reader reads.
+    const WAITING: usize = 112 << 10;
+    let max_size: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(PIPE_BYTES);
+    let mut pipe = Pipe::new().expect("a pipe");
+    assert_eq!(
+        pipe.capacity(),
+        PIPE_BYTES.min(max_size).max(64 << 10),
+        "the pipe should be grown to PIPE_BYTES (or pipe-max-size)"
+    );
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    let mut sender =
+        TcpStream::connect(listener.local_addr().expect("its address")).expect("connect");
+    let (receiver, _) = listener.accept().expect("accept");
+    sender
+        .write_all(&pattern_bytes(WAITING))
+        .expect("write 112 KiB");
+    // Wait until all of it sits in the receiving socket.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut peeked = vec![0u8; WAITING];
+    while receiver.peek(&mut peeked).expect("peek") < WAITING {
+        assert!(
+            Instant::now() < deadline,
+            "112 KiB never arrived over loopback"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let mut ready = Readiness {
+        readable: true,
+        ..Readiness::default()
+    };
+    let moved = pipe.fill(&receiver, &mut ready, WAITING);
+    let Moved::Bytes(n) = moved else {
+        panic!("the fill moved nothing: {moved:?}");
+    };
+    if pipe.capacity() >= WAITING {
+        assert_eq!(n, WAITING, "one splice should take all 112 KiB");
+    }
+    assert!(
+        n > 64 << 10,
+        "only {n} bytes: no more than a default pipe holds"
+    );
+}
