@@ -122,13 +122,6 @@ impl BodyReader {
         }
     }
 
-    /// The sender closed. `Ok` when that ends the body cleanly (UntilClose,
-    /// or already done), `Err(Truncated)` otherwise.
-    ///
-    /// Call it only after every buffered byte has been stepped through: for
-    /// a close-delimited body the close *is* the end, so bytes still waiting
-    /// in the buffer would be lost from the body if the reader said `Done`
-    /// first.
     /// How many body bytes may still pass without being looked at (the
     /// zero-copy path, `src/splice.rs`): what a `Content-Length` has left,
     /// or no limit until a close-delimited body ends. `None` for framings
@@ -150,6 +143,13 @@ impl BodyReader {
         }
     }
 
+    /// The sender closed. `Ok` when that ends the body cleanly (UntilClose,
+    /// or already done), `Err(Truncated)` otherwise.
+    ///
+    /// Call it only after every buffered byte has been stepped through: for
+    /// a close-delimited body the close *is* the end, so bytes still waiting
+    /// in the buffer would be lost from the body if the reader said `Done`
+    /// first.
     pub fn finish_at_eof(&mut self) -> Result<(), FramingError> {
         if let ReaderState::UntilClose { closed } = &mut self.state {
             *closed = true;
