@@ -181,3 +181,78 @@ fn one_fill_takes_more_than_a_default_pipeful() {
         "only {n} bytes: no more than a default pipe holds"
     );
 }
+
+/// A lying upstream sends more than its `Content-Length`, past a body long
+/// enough to be spliced. The splice takes exactly the promised bytes; the
+/// extra ones (here a whole fake response) stay in the upstream socket.
+/// The story makes sure they are already there long before the last fill:
+/// an honest 8 MiB answer first lets the upstream socket's receive buffer
+/// grow, then a client with a 4 KiB receive buffer pauses before reading,
+/// which keeps the pipe full, so the event that announced the extra bytes
+/// is long spent when the body ends. That connection must not be pooled, or the next request would be
+/// answered by the fake.
+#[test]
+fn bytes_beyond_a_spliced_body_are_never_the_next_answer() {
+    const HONEST: u64 = 8 << 20;
+    const BODY: usize = 600 << 10;
+    // Counted across connections: the third answer is "honest" on
+    // whichever connection asks.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let upstream = Upstream::start("liar", move |conn| {
+        while conn.read_request().is_some() {
+            let sent = match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 {
+                1 => {
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {HONEST}\r\n\r\n");
+                    conn.write(head.as_bytes()) && conn.write_pattern(HONEST)
+                }
+                2 => {
+                    let mut raw =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n").into_bytes();
+                    raw.extend_from_slice(&pattern_bytes(BODY));
+                    raw.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nextra!!");
+                    conn.write(&raw)
+                }
+                _ => conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhonest"),
+            };
+            if !sent {
+                return;
+            }
+        }
+    });
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect_with_receive_buffer(proxy.local_addr(), 4096);
+
+    let (status, received, intact) = download(&mut client, "/honest");
+    assert_eq!((status, received), (200, HONEST), "the honest answer");
+    assert!(intact, "the honest body was altered");
+    // Not reading for a moment: the pipe stays full and everything the
+    // liar sends lands in the upstream socket meanwhile.
+    client.send(&get("/liar"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let resp = client.read_head().expect("the lying answer's head");
+    let (status, mut received, mut intact) = (resp.status, 0u64, true);
+    let _ = client.read_body_with("GET", &resp, &mut |data| {
+        intact &= matches_pattern(received, data);
+        received += data.len() as u64;
+    });
+    assert_eq!(
+        (status, received),
+        (200, BODY as u64),
+        "the lying answer, cut to its length"
+    );
+    assert!(intact, "the lying body was altered");
+    let resp = client.request(&get("/next"));
+    let body = resp.body_text();
+    assert!(
+        body == "honest",
+        "the next request must get its own answer, not the liar's extra bytes; it got \
+         {} bytes starting {:?}",
+        body.len(),
+        body.chars().take(16).collect::<String>()
+    );
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "the connection that over-sent must not be reused"
+    );
+}

@@ -282,15 +282,41 @@ impl Reactor {
         let generation = self.upstreams.generation;
         let draining = self.draining_until.is_some();
         let Some(Conn {
+            io,
             role: Role::Upstream(up),
-            ..
         }) = self.conns.get_mut(key)
         else {
             return;
         };
         up.client = None;
-        let clean = up.inbuf.is_empty() && !up.eof;
-        if !up.inbuf.is_empty() {
+        let mut clean = up.inbuf.is_empty() && !up.eof;
+        if clean && reusable && io.ready.readable {
+            // The socket was not read until it said WouldBlock (a spliced
+            // body takes exactly its length, and a read that filled the
+            // buffer proves nothing), so bytes past the end may be waiting,
+            // and no new event will announce them: they arrived while the
+            // body was moving. One probe read settles it.
+            let mut probe = [0u8; 1];
+            clean = match io.socket.read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    io.ready.readable = false;
+                    true
+                }
+                Ok(0) => {
+                    up.eof = true;
+                    false
+                }
+                Ok(_) => {
+                    up.inbuf.clear();
+                    warn!(
+                        "upstream {} sent bytes past the end of its response; connection dropped",
+                        up.addr
+                    );
+                    false
+                }
+                Err(_) => false,
+            };
+        } else if !up.inbuf.is_empty() {
             // More bytes than its framing announced: the upstream is
             // confused, and whatever it sends next cannot be trusted.
             warn!(
