@@ -264,12 +264,25 @@ fn read_ms_silent_upstream_gets_504() {
 /// and the client sees a body shorter than its `Content-Length`.
 #[test]
 fn read_ms_upstream_stalling_mid_body_closes_the_client() {
-    let upstream = Upstream::start("stalls", |conn| {
-        if conn.read_request().is_some()
-            && conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-            && conn.write_pattern(1000)
+    upstream_stalls_mid_body(100_000, 1000);
+}
+
+/// The same stall in a body long enough to travel by `splice(2)`: the
+/// pipe's reads count as reads, so `read_ms` is measured from the last
+/// bytes spliced.
+#[test]
+fn read_ms_upstream_stalling_mid_spliced_body_closes_the_client() {
+    upstream_stalls_mid_body(4 << 20, 512 << 10);
+}
+
+/// An upstream that promises `length` body bytes, sends `sent`, and goes
+/// silent; `read_ms` is 300 ms.
+fn upstream_stalls_mid_body(length: u64, sent: u64) {
+    let upstream = Upstream::start("stalls", move |conn| {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+        if conn.read_request().is_some() && conn.write(head.as_bytes()) && conn.write_pattern(sent)
         {
-            // 99000 bytes still owed; wait for the proxy to give up.
+            // The rest is still owed; wait for the proxy to give up.
             conn.drain_to_eof();
         }
     });
@@ -282,8 +295,8 @@ fn read_ms_upstream_stalling_mid_body_closes_the_client() {
         .expect("the head arrives before the stall");
     assert_eq!(resp.status, 200, "{}", resp.raw_head);
     let body = client
-        .read_exact_bytes(1000)
-        .expect("the first 1000 body bytes arrive");
+        .read_exact_bytes(sent as usize)
+        .expect("the body bytes sent before the stall arrive");
     assert!(matches_pattern(0, &body), "the body bytes were mangled");
 
     let stalled = Instant::now();
@@ -303,6 +316,8 @@ fn read_ms_upstream_stalling_mid_body_closes_the_client() {
         wait_until(ms(2000), || upstream.open_connections() == 0),
         "the stalled upstream connection must be closed too"
     );
+    let left = wait_for_stats(&proxy, ms(2000), |s| s.connections == 0 && s.timers == 0);
+    assert!(left.is_ok(), "nothing may be left in the slab: {left:?}");
 }
 
 /// A client sends its head and part of its body, then stalls. After
