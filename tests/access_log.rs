@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferroxy::access_log::{AccessLine, format_line};
 use ferroxy::http::framing::BodyFraming;
-use ferroxy::http::head::{HeadLimits, Header, RequestHead, Version, parse_request};
+use ferroxy::http::head::{HeadLimits, RequestHead, Version, parse_request};
 
 /// 2026-11-22 06:16:23 UTC, the moment of the example in `src/access_log.rs`.
 const EXAMPLE_SECS: u64 = 1_795_328_183;
@@ -38,13 +38,7 @@ fn built(method: &str, target: &str, headers: &[(&str, &[u8])]) -> RequestHead {
         method: method.to_string(),
         target: target.to_string(),
         version: Version::Http11,
-        headers: headers
-            .iter()
-            .map(|(name, value)| Header {
-                name: name.to_string(),
-                value: value.to_vec(),
-            })
-            .collect(),
+        headers: headers.iter().copied().collect(),
         len: 0,
         body: BodyFraming::Empty,
         keep_alive: true,

@@ -235,6 +235,30 @@ fn forwarding_headers_are_joined_appended_and_overwritten() {
     );
 }
 
+/// The client's IPv4 address is written by hand, not by `Display`; it must
+/// read the same for every octet width.
+#[test]
+fn ipv4_clients_are_written_as_display_writes_them() {
+    for octets in [
+        [0, 0, 0, 0],
+        [255, 255, 255, 255],
+        [10, 20, 3, 100],
+        [1, 99, 100, 9],
+    ] {
+        let ip = IpAddr::V4(Ipv4Addr::from(octets));
+        let ctx = ForwardContext {
+            client_ip: ip,
+            proto: "http",
+            default_host: "x",
+        };
+        let out = forwarded(&request(&["GET / HTTP/1.1", "Host: h"]), &ctx);
+        assert!(
+            out.contains(&format!("\r\nX-Forwarded-For: {ip}\r\n")),
+            "{ip}: {out:?}"
+        );
+    }
+}
+
 /// An IPv6 client appears in X-Forwarded-For in its plain text form.
 #[test]
 fn an_ipv6_client_is_forwarded_plainly() {

@@ -36,11 +36,123 @@ pub enum Version {
 }
 
 /// One header field as received: name as sent (case kept), raw value bytes
-/// with surrounding whitespace trimmed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: Vec<u8>,
+/// with surrounding whitespace trimmed. A view into the head's [`Fields`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl Header<'_> {
+    /// The name is `name`, ASCII case-insensitively.
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name.as_bytes())
+    }
+}
+
+/// A head's fields, in order, as received.
+///
+/// Stored in one block of bytes (every name and value, one after the
+/// other) and a list of where each one is, rather than as a `String` and a
+/// `Vec` per field: a request and its answer carry eight fields or so, and
+/// their sixteen small copies were most of the 25 allocations a proxied
+/// request cost (lesson `13-measuring`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    bytes: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+/// Where one field's name and value sit in [`Fields`]'s bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+impl Fields {
+    /// Room for `count` fields whose names and values take `bytes` in all.
+    pub fn with_capacity(count: usize, bytes: usize) -> Fields {
+        Fields {
+            bytes: Vec::with_capacity(bytes),
+            spans: Vec::with_capacity(count),
+        }
+    }
+
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        let middle = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.spans.push(Span {
+            name: (start, middle),
+            value: (middle, self.bytes.len()),
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The field at `index`, counting from 0 in the order received.
+    pub fn get(&self, index: usize) -> Option<Header<'_>> {
+        self.spans.get(index).map(|span| self.view(span))
+    }
+
+    pub fn iter(&self) -> FieldIter<'_> {
+        FieldIter {
+            bytes: &self.bytes,
+            spans: self.spans.iter(),
+        }
+    }
+
+    fn view(&self, span: &Span) -> Header<'_> {
+        view(&self.bytes, span)
+    }
+}
+
+fn view<'a>(bytes: &'a [u8], span: &Span) -> Header<'a> {
+    Header {
+        name: bytes.get(span.name.0..span.name.1).unwrap_or_default(),
+        value: bytes.get(span.value.0..span.value.1).unwrap_or_default(),
+    }
+}
+
+/// The fields of a [`Fields`], in order.
+pub struct FieldIter<'a> {
+    bytes: &'a [u8],
+    spans: std::slice::Iter<'a, Span>,
+}
+
+impl<'a> Iterator for FieldIter<'a> {
+    type Item = Header<'a>;
+
+    fn next(&mut self) -> Option<Header<'a>> {
+        self.spans.next().map(|span| view(self.bytes, span))
+    }
+}
+
+impl<'a> IntoIterator for &'a Fields {
+    type Item = Header<'a>;
+    type IntoIter = FieldIter<'a>;
+
+    fn into_iter(self) -> FieldIter<'a> {
+        self.iter()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a [u8])> for Fields {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a [u8])>>(fields: I) -> Fields {
+        let mut all = Fields::default();
+        for (name, value) in fields {
+            all.push(name.as_bytes(), value);
+        }
+        all
+    }
 }
 
 /// Size limits that bound how much a peer can make us hold for a head.
@@ -70,7 +182,7 @@ pub struct RequestHead {
     pub target: String,
     pub version: Version,
     /// Every field in order, as received.
-    pub headers: Vec<Header>,
+    pub headers: Fields,
     /// Bytes of input the head occupied, the final CRLFCRLF included.
     pub len: usize,
     /// How the body that follows is delimited: `Empty`, `Length` or `Chunked`.
@@ -225,7 +337,7 @@ pub struct ResponseHead {
     pub version: Version,
     pub status: u16,
     pub reason: String,
-    pub headers: Vec<Header>,
+    pub headers: Fields,
     /// Bytes of input the head occupied.
     pub len: usize,
     /// `Empty` for HEAD requests, 1xx, 204, 304; else `Length`, `Chunked`
@@ -332,11 +444,8 @@ pub fn parse_response(
 }
 
 /// First value of `name` (ASCII case-insensitive) in `headers`.
-pub fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_slice())
+pub fn find_header<'a>(headers: &'a Fields, name: &str) -> Option<&'a [u8]> {
+    headers.iter().find(|h| h.is(name)).map(|h| h.value)
 }
 
 /// The elements of a comma-separated field value (RFC 9110 section 5.6.1),
@@ -348,11 +457,11 @@ pub fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Does any `name` field (there may be several lines) list `token`, ASCII
 /// case-insensitively? E.g. `has_token(&resp.headers, "Connection", "close")`.
-pub fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
+pub fn has_token(headers: &Fields, name: &str, token: &str) -> bool {
     headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .flat_map(|h| list_elements(&h.value))
+        .filter(|h| h.is(name))
+        .flat_map(|h| list_elements(h.value))
         .any(|element| element.eq_ignore_ascii_case(token.as_bytes()))
 }
 
@@ -497,14 +606,13 @@ fn describe_httparse_error(e: httparse::Error) -> &'static str {
     }
 }
 
-fn copy_fields(fields: &[httparse::Header<'_>]) -> Vec<Header> {
-    fields
-        .iter()
-        .map(|f| Header {
-            name: f.name.to_owned(),
-            value: trim_whitespace(f.value).to_vec(),
-        })
-        .collect()
+fn copy_fields(fields: &[httparse::Header<'_>]) -> Fields {
+    let bytes = fields.iter().map(|f| f.name.len() + f.value.len()).sum();
+    let mut copy = Fields::with_capacity(fields.len(), bytes);
+    for f in fields {
+        copy.push(f.name.as_bytes(), trim_whitespace(f.value));
+    }
+    copy
 }
 
 /// `Content-Length = 1*DIGIT`, and it must fit in a u64. No sign, no spaces
@@ -523,7 +631,7 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
 
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes unless
 /// told `keep-alive` (RFC 9112 section 9.3).
-fn wants_keep_alive(version: Version, headers: &[Header]) -> bool {
+fn wants_keep_alive(version: Version, headers: &Fields) -> bool {
     if has_token(headers, "Connection", "close") {
         return false;
     }
@@ -555,21 +663,21 @@ struct FramingFields<'a> {
 }
 
 impl<'a> FramingFields<'a> {
-    fn gather(headers: &'a [Header]) -> Self {
+    fn gather(headers: &'a Fields) -> Self {
         let mut fields = FramingFields::default();
         for h in headers {
-            let list = if h.name.eq_ignore_ascii_case("Host") {
+            let list = if h.is("Host") {
                 &mut fields.hosts
-            } else if h.name.eq_ignore_ascii_case("Content-Length") {
+            } else if h.is("Content-Length") {
                 &mut fields.content_lengths
-            } else if h.name.eq_ignore_ascii_case("Transfer-Encoding") {
+            } else if h.is("Transfer-Encoding") {
                 &mut fields.transfer_encodings
-            } else if h.name.eq_ignore_ascii_case("Expect") {
+            } else if h.is("Expect") {
                 &mut fields.expects
             } else {
                 continue;
             };
-            list.push(&h.value);
+            list.push(h.value);
         }
         fields
     }
@@ -579,7 +687,7 @@ fn check_request(
     method: &str,
     target: &str,
     version: Version,
-    headers: &[Header],
+    headers: &Fields,
 ) -> Result<RequestRules, RequestError> {
     // Before the target check: CONNECT's authority-form target would
     // otherwise be "malformed", and 405 tells the client more.
@@ -783,16 +891,13 @@ fn check_expect(version: Version, expects: &[&[u8]]) -> Result<bool, RequestErro
 /// hop-by-hop header, RFC 9110 section 7.8). `h2c` is skipped because an
 /// HTTP/2 cleartext upgrade through a proxy that only speaks HTTP/1.1 is a
 /// known way to tunnel past its rules. Spelled as the client sent it.
-fn requested_upgrade(version: Version, headers: &[Header]) -> Result<Option<String>, RequestError> {
+fn requested_upgrade(version: Version, headers: &Fields) -> Result<Option<String>, RequestError> {
     if version == Version::Http10 || !has_token(headers, "Connection", "upgrade") {
         return Ok(None);
     }
     let mut chosen = None;
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("Upgrade"))
-    {
-        for protocol in list_elements(&h.value) {
+    for h in headers.iter().filter(|h| h.is("Upgrade")) {
+        for protocol in list_elements(h.value) {
             if !is_valid_protocol(protocol) {
                 return Err(RequestError::Malformed("invalid Upgrade"));
             }
@@ -818,27 +923,27 @@ fn is_valid_protocol(protocol: &[u8]) -> bool {
 
 /// How the upstream says its body is delimited (RFC 9112 section 6.3), before
 /// HEAD/1xx/204/304 override it.
-fn response_framing(version: Version, headers: &[Header]) -> Result<BodyFraming, ResponseError> {
+fn response_framing(version: Version, headers: &Fields) -> Result<BodyFraming, ResponseError> {
     let malformed = ResponseError::Malformed;
     let mut length: Option<u64> = None;
     let mut saw_transfer_encoding = false;
     let mut final_coding: &[u8] = &[];
     for h in headers {
-        if h.name.eq_ignore_ascii_case("Content-Length") {
+        if h.is("Content-Length") {
             // Identical repeats, on several lines or as a list, are merged
             // (RFC 9110 section 8.6): upstreams behind other proxies do send
             // them, and the answer is unambiguous.
-            for element in list_elements(&h.value) {
+            for element in list_elements(h.value) {
                 let n = parse_content_length(element).ok_or(malformed("invalid Content-Length"))?;
                 if length.is_some_and(|earlier| earlier != n) {
                     return Err(malformed("differing Content-Lengths"));
                 }
                 length = Some(n);
             }
-        } else if h.name.eq_ignore_ascii_case("Transfer-Encoding") {
+        } else if h.is("Transfer-Encoding") {
             saw_transfer_encoding = true;
             // Several lines are one list; only the last coding decides.
-            if let Some(last) = list_elements(&h.value).last() {
+            if let Some(last) = list_elements(h.value).last() {
                 final_coding = last;
             }
         }
