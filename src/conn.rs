@@ -440,5 +440,3 @@ impl Outgoing for TcpStream {
         socket2::SockRef::from(&*self).send_vectored_with_flags(bufs, nix::libc::MSG_MORE)
     }
 }
-
-impl Outgoing for Vec<u8> {}
