@@ -869,9 +869,6 @@ impl Reactor {
     }
 }
 
-/// Over `max_client_conns`: a best-effort 503 on the new socket, then close.
-/// It is non-blocking and brand new, so the small answer fits its buffer.
-/// Returns the bytes written, for the access line.
 /// Errors `accept(2)` reports for one connection that died in the backlog,
 /// not for the listener (Linux passes the new socket's pending network
 /// error on, says its man page): the next waiting client may be fine, so
@@ -894,6 +891,9 @@ fn died_in_backlog(e: &io::Error) -> bool {
     )
 }
 
+/// Over `max_client_conns`: a best-effort 503 on the new socket, then close.
+/// It is non-blocking and brand new, so the small answer fits its buffer.
+/// Returns the bytes written, for the access line.
 fn refuse_over_limit(mut socket: TcpStream, peer: SocketAddr, limit: usize) -> u64 {
     use std::io::Write;
     let mut answer = Vec::new();
