@@ -307,7 +307,6 @@ impl Reactor {
                     false
                 }
                 Ok(_) => {
-                    up.inbuf.clear();
                     warn!(
                         "upstream {} sent bytes past the end of its response; connection dropped",
                         up.addr
