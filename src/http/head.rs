@@ -656,9 +656,11 @@ struct RequestRules {
 /// The fields a request's validity hangs on, gathered in one pass.
 #[derive(Default)]
 struct FramingFields<'a> {
-    hosts: Vec<&'a [u8]>,
-    content_lengths: Vec<&'a [u8]>,
-    transfer_encodings: Vec<&'a [u8]>,
+    hosts: FirstTwo<'a>,
+    content_lengths: FirstTwo<'a>,
+    transfer_encodings: FirstTwo<'a>,
+    /// Every one is checked, but a request rarely has any: an empty `Vec`
+    /// allocates nothing.
     expects: Vec<&'a [u8]>,
 }
 
@@ -666,20 +668,48 @@ impl<'a> FramingFields<'a> {
     fn gather(headers: &'a Fields) -> Self {
         let mut fields = FramingFields::default();
         for h in headers {
-            let list = if h.is("Host") {
-                &mut fields.hosts
+            if h.is("Host") {
+                fields.hosts.push(h.value);
             } else if h.is("Content-Length") {
-                &mut fields.content_lengths
+                fields.content_lengths.push(h.value);
             } else if h.is("Transfer-Encoding") {
-                &mut fields.transfer_encodings
+                fields.transfer_encodings.push(h.value);
             } else if h.is("Expect") {
-                &mut fields.expects
-            } else {
-                continue;
-            };
-            list.push(h.value);
+                fields.expects.push(h.value);
+            }
         }
         fields
+    }
+}
+
+/// The values of a field the rules allow at most once. The first two are
+/// kept, which is enough to tell "once" from "repeated", and the rest only
+/// counted, so gathering them never allocates (every request has a Host).
+#[derive(Default)]
+struct FirstTwo<'a> {
+    values: [&'a [u8]; 2],
+    count: usize,
+}
+
+impl<'a> FirstTwo<'a> {
+    fn push(&mut self, value: &'a [u8]) {
+        if let Some(slot) = self.values.get_mut(self.count) {
+            *slot = value;
+        }
+        self.count += 1;
+    }
+
+    /// The first values: all of them while there are at most two.
+    fn as_slice(&self) -> &[&'a [u8]] {
+        &self.values[..self.count.min(2)]
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
     }
 }
 
@@ -695,7 +725,7 @@ fn check_request(
         return Err(RequestError::MethodNotAllowed);
     }
     let fields = FramingFields::gather(headers);
-    check_target_and_host(method, target, version, &fields.hosts)?;
+    check_target_and_host(method, target, version, fields.hosts.as_slice())?;
     let body = request_framing(version, &fields)?;
     let expect_continue = check_expect(version, &fields.expects)?;
     let upgrade = requested_upgrade(version, headers)?;
@@ -821,7 +851,7 @@ fn request_framing(
         if !fields.content_lengths.is_empty() {
             return Err(malformed("both Content-Length and Transfer-Encoding"));
         }
-        return classify_request_transfer_encoding(fields.transfer_encodings[0]);
+        return classify_request_transfer_encoding(fields.transfer_encodings.values[0]);
     }
     match fields.content_lengths.as_slice() {
         [] => Ok(BodyFraming::Empty),
