@@ -17,6 +17,9 @@
 //!
 //! The pumps ([`read_into`], [`write_two`]) take any `Read`/`Write`, so a
 //! test can script `Ok(3)`, `WouldBlock`, `Ok(0)` and short writes.
+//! [`write_two_before_fin`] is the pump for a connection's last bytes: it
+//! lets the FIN of the close that follows leave in the same segment
+//! (lesson `13-measuring`).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
