@@ -12,43 +12,43 @@
 //! ```
 
 // What the user writes and sees.
-/// `config.json` as serde structs; errors that name the field.
+// `config.json` as serde structs; errors that name the field.
 pub mod config;
-/// Command-line flags (`--config`, `--check`, `--demo`, ...).
+// Command-line flags (`--config`, `--check`, `--demo`, ...).
 pub mod cli;
 
 // Sans-IO building blocks: plain structs fed bytes or ticks, tested without sockets.
-/// Fixed-capacity byte buffer with partial reads and writes (lesson 08).
+// Fixed-capacity byte buffer with partial reads and writes (lesson 08).
 pub mod buffer;
-/// HTTP/1.1 heads, rewriting, body framing, chunked decoding (lessons 07, 11).
+// HTTP/1.1 heads, rewriting, body framing, chunked decoding (lessons 07, 11).
 pub mod http;
-/// Round-robin choice of upstream (lesson 12).
+// Round-robin choice of upstream (lesson 12).
 pub mod balance;
-/// Per-upstream LIFO pool of idle keep-alive connections (lesson 12).
+// Per-upstream LIFO pool of idle keep-alive connections (lesson 12).
 pub mod pool;
-/// Hashed timer wheel: O(1) insert and cancel, sleep until the next deadline (lesson 10).
+// Hashed timer wheel: O(1) insert and cancel, sleep until the next deadline (lesson 10).
 pub mod timer;
-/// Which deadline a connection is under; lazy re-arming (lesson 10).
+// Which deadline a connection is under; lazy re-arming (lesson 10).
 pub mod timeouts;
 
 // The reactor and the state it drives.
-/// Slab key + generation packed into a mio `Token` (lesson 06).
+// Slab key + generation packed into a mio `Token` (lesson 06).
 pub mod token;
-/// A socket, its readiness, its role; the byte pumps (lessons 04, 05, 08).
+// A socket, its readiness, its role; the byte pumps (lessons 04, 05, 08).
 pub mod conn;
-/// One request and its response as a state machine (lesson 05).
+// One request and its response as a state machine (lesson 05).
 pub mod exchange;
-/// Zero-copy relay of long bodies with splice(2) (lesson 13).
+// Zero-copy relay of long bodies with splice(2) (lesson 13).
 pub mod splice;
-/// The `mio::Poll` loop: accept, dispatch, timers, signals, backpressure (lessons 03, 09, 10, 14).
+// The `mio::Poll` loop: accept, dispatch, timers, signals, backpressure (lessons 03, 09, 10, 14).
 pub mod reactor;
-/// Counters and a latency histogram owned by the loop (lesson 13).
+// Counters and a latency histogram owned by the loop (lesson 13).
 pub mod metrics;
-/// The metrics listener's pages: Prometheus text, JSON, HTML panel (lesson 13).
+// The metrics listener's pages: Prometheus text, JSON, HTML panel (lesson 13).
 pub mod admin;
-/// One line per request (lesson 14).
+// One line per request (lesson 14).
 pub mod access_log;
 
 // For newcomers.
-/// Built-in demo upstreams for `--demo` (lesson 01 onward).
+// Built-in demo upstreams for `--demo` (lesson 01 onward).
 pub mod demo;

@@ -13,7 +13,7 @@
 //! whose methods are split by concern:
 //!
 //! - this file: the loop, accepting, dispatching events, registering and
-//!   closing connections ([`Reactor::drive`] moves a client and the
+//!   closing connections (`Reactor::drive` moves a client and the
 //!   upstream serving it together, whichever side the event was for);
 //! - `client.rs`: the client's phases, from request head to lingering close;
 //! - `upstream.rs`: getting an upstream connection (pool, connect, queue),
