@@ -2,7 +2,7 @@
 //! without sockets: the balancer and the pool only count.
 
 use ferroxy::balance::RoundRobin;
-use ferroxy::pool::{EXCESS_GRACE_MS, IdlePool};
+use ferroxy::pool::IdlePool;
 
 /// Two upstreams, a hundred picks: exactly fifty each, alternating.
 #[test]
@@ -33,46 +33,54 @@ fn failover_wraps_around() {
 #[test]
 fn pool_reuses_the_most_recent_connection() {
     let mut pool = IdlePool::new(2, 4);
-    assert_eq!(pool.park(0, 10, 0), None);
-    assert_eq!(pool.park(0, 11, 0), None);
+    assert_eq!(pool.park(0, 10), None);
+    assert_eq!(pool.park(0, 11), None);
     assert_eq!(pool.take(0), Some(11), "last in, first out");
     assert_eq!(pool.take(0), Some(10));
     assert_eq!(pool.take(0), None);
     assert_eq!(pool.take(1), None, "upstreams do not share connections");
 }
 
-/// A burst may park more than the limit; the excess, oldest first, is
-/// trimmed only once it has been idle for the grace period, so connections
-/// about to be reused are not closed and reopened.
+/// `max_idle_per_upstream` is a hard bound: parking one more than the limit
+/// hands back the oldest for the caller to close, at once, so the pool never
+/// holds more, not even for the rest of a turn.
 #[test]
-fn excess_is_trimmed_after_the_grace() {
-    let mut pool = IdlePool::new(1, 2);
-    pool.park(0, 1, 0);
-    pool.park(0, 2, 0);
-    pool.park(0, 3, 10);
-    assert_eq!(pool.len(), 3, "a burst may exceed the limit for a moment");
-    assert_eq!(pool.trim(0, 500), None, "not before the grace");
+fn parking_over_the_limit_evicts_the_oldest_at_once() {
+    let mut pool = IdlePool::new(2, 2);
+    assert_eq!(pool.park(0, 1), None);
+    assert_eq!(pool.park(0, 2), None);
+    assert_eq!(pool.park(0, 3), Some(1), "full: the oldest goes");
+    assert_eq!(pool.len_of(0), 2, "never over the limit");
+    assert_eq!(pool.park(1, 9), None, "each upstream has its own limit");
     assert_eq!(
-        pool.next_trim(),
-        Some(EXCESS_GRACE_MS),
-        "the oldest is due first"
+        pool.take(0),
+        Some(3),
+        "the newest stays, and is taken first"
     );
-    assert_eq!(
-        pool.trim(0, EXCESS_GRACE_MS),
-        Some(1),
-        "then the oldest goes"
-    );
-    assert_eq!(
-        pool.trim(0, EXCESS_GRACE_MS),
-        None,
-        "down to the limit, no further"
-    );
-    assert_eq!(pool.next_trim(), None);
+    assert_eq!(pool.take(0), Some(2));
     let mut none = IdlePool::new(1, 0);
     assert_eq!(
-        none.park(0, 7, 0),
+        none.park(0, 7),
         Some(7),
         "with a limit of 0 nothing is kept"
+    );
+    assert_eq!(none.len(), 0);
+}
+
+/// A reload that lowers the limit closes the excess at once, oldest first.
+#[test]
+fn lowering_the_limit_hands_back_the_excess() {
+    let mut pool = IdlePool::new(2, 4);
+    for key in [1, 2, 3, 4] {
+        pool.park(0, key);
+    }
+    pool.park(1, 5);
+    assert_eq!(pool.set_max_per_upstream(2), vec![1, 2]);
+    assert_eq!(pool.len(), 3, "two for upstream 0, one for upstream 1");
+    assert_eq!(
+        pool.set_max_per_upstream(0),
+        vec![3, 4, 5],
+        "0 turns it off"
     );
 }
 
@@ -81,7 +89,7 @@ fn excess_is_trimmed_after_the_grace() {
 fn closed_idle_connection_is_removed() {
     let mut pool = IdlePool::new(1, 8);
     for key in [1, 2, 3] {
-        pool.park(0, key, 0);
+        pool.park(0, key);
     }
     assert!(pool.remove(0, 2));
     assert!(!pool.remove(0, 2), "already gone");

@@ -155,9 +155,13 @@ impl Reactor {
             self.metrics.set_upstreams(&self.upstreams.addrs);
             self.slots_freed = true;
         } else {
-            self.upstreams
+            let excess = self
+                .upstreams
                 .pool
                 .set_max_per_upstream(config.limits.max_idle_per_upstream);
+            for key in excess {
+                self.close(key);
+            }
         }
         self.settings = Settings::from_config(config);
         self.buffers.resize(self.settings.client_buffer_bytes);

@@ -379,7 +379,6 @@ impl Reactor {
             self.expire_timers();
             self.retry_accept();
             self.serve_queues();
-            self.trim_pools();
             self.rate.sample(self.now, self.metrics.requests);
             self.share_figures();
             if self.drained() {
@@ -403,7 +402,6 @@ impl Reactor {
             self.accept_retry_at,
             self.draining_until,
             self.share_due(),
-            self.upstreams.pool.next_trim(),
         ]
         .into_iter()
         .flatten()

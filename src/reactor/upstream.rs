@@ -81,17 +81,6 @@ impl Reactor {
         }
     }
 
-    /// Close idle connections that stayed beyond `max_idle_per_upstream`
-    /// for longer than the grace (see `pool::EXCESS_GRACE_MS`), oldest first.
-    pub(super) fn trim_pools(&mut self) {
-        for index in 0..self.upstreams.addrs.len() {
-            while let Some(key) = self.upstreams.pool.trim(index, self.now) {
-                debug!("idle upstream connection {key} beyond max_idle_per_upstream: closed");
-                self.close(key);
-            }
-        }
-    }
-
     /// Take client `key` out of the queue it waits in, if any (it timed out
     /// or closed): the queue must not keep it until a slot frees.
     pub(super) fn leave_queue(&mut self, key: usize) {
@@ -330,10 +319,14 @@ impl Reactor {
         up.phase = UpstreamPhase::Idle;
         up.parked_ms = now;
         let index = up.index;
-        if let Some(refused) = self.upstreams.pool.park(index, key, now) {
-            // max_idle_per_upstream is 0: no pool.
-            self.close(refused);
-            return;
+        if let Some(evicted) = self.upstreams.pool.park(index, key) {
+            // The pool is off (the limit is 0: `key` itself came back), or
+            // full, and its oldest connection makes room for this one.
+            debug!("idle upstream connection {evicted} over max_idle_per_upstream: closed");
+            self.close(evicted);
+            if evicted == key {
+                return;
+            }
         }
         // A queued request may take it at the end of this turn.
         self.slots_freed = true;
