@@ -29,7 +29,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::http::head::{RequestHead, Version};
+use crate::http::head::Version;
+use crate::http::request::RequestHead;
 
 /// Everything one access line says.
 pub struct AccessLine<'a> {

@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::http::errors::write_error_response;
-use crate::http::head::{RequestHead, origin_form};
+use crate::http::head::origin_form;
+use crate::http::request::RequestHead;
 use crate::metrics::{
     ErrorKind, Gauges, Histogram, LATENCY_BUCKETS_US, Metrics, TIMEOUT_KINDS, timeout_label,
 };

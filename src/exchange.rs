@@ -31,7 +31,9 @@ use crate::buffer::Buffer;
 use crate::config::Timeouts;
 use crate::conn::{Outbox, Outgoing, Readiness, WriteOutcome, write_two, write_two_before_fin};
 use crate::http::framing::{BodyFraming, BodyReader, FramingError, Step};
-use crate::http::head::{HeadLimits, RequestHead, Version, parse_response};
+use crate::http::head::{HeadLimits, Version};
+use crate::http::request::RequestHead;
+use crate::http::response::{parse_response, switched_protocol_was_offered};
 use crate::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
 use crate::splice::{Moved, Pipe, SPLICE_THRESHOLD};
 
@@ -311,6 +313,20 @@ impl Exchange {
         !matches!(self.response, ResponseState::AwaitingHead)
     }
 
+    /// The client is reading a body whose end is the close of its
+    /// connection (close-delimited from the upstream, or de-chunked for an
+    /// HTTP/1.0 client) and has not had all of it. If the exchange dies now
+    /// a clean FIN would look exactly like the body's end, so the reactor
+    /// resets the connection instead.
+    pub fn client_reads_until_close(&self) -> bool {
+        match &self.response {
+            ResponseState::Body {
+                reader, dechunk, ..
+            } => *dechunk || reader.is_close_delimited(),
+            _ => false,
+        }
+    }
+
     /// Request bytes (head or classified body) wait to be written upstream.
     pub fn request_bytes_waiting(&self) -> bool {
         !self.request_head.is_empty() || self.request_pending > 0
@@ -355,13 +371,7 @@ impl Exchange {
     ) -> Result<bool, Failure> {
         let mut progress = false;
         while !self.request_abandoned {
-            if self.request_pending == 0 && !self.request_body.is_done() {
-                match self.request_body.step(client_in.filled()) {
-                    Ok(Step::Data(n)) | Ok(Step::Framing(n)) => self.request_pending = n,
-                    Ok(Step::NeedMore) | Ok(Step::Done) => {}
-                    Err(e) => return Err(Failure::BadRequestBody(e)),
-                }
-            }
+            self.classify_request_body(client_in)?;
             let body = &client_in.filled()[..self.request_pending];
             let head = self.request_head.pending();
             if head.is_empty() && body.is_empty() {
@@ -389,6 +399,29 @@ impl Exchange {
             }
         }
         Ok(progress)
+    }
+
+    /// Step the request's body reader over every buffered byte it has not
+    /// classified yet, so `request_pending` covers all of them.
+    ///
+    /// Called as soon as client bytes arrive, whether or not an upstream is
+    /// linked yet: a chunk size that overflows, or any other broken framing,
+    /// is then refused the moment its bytes are read, not once a connect (or
+    /// the queue for one) finishes and the writes catch up. Classifying
+    /// ahead costs no memory: the bytes are the ones already buffered.
+    pub fn classify_request_body(&mut self, client_in: &Buffer) -> Result<(), Failure> {
+        while !self.request_abandoned && !self.request_body.is_done() {
+            let unclassified = client_in
+                .filled()
+                .get(self.request_pending..)
+                .unwrap_or_default();
+            match self.request_body.step(unclassified) {
+                Ok(Step::Data(n)) | Ok(Step::Framing(n)) => self.request_pending += n,
+                Ok(Step::NeedMore) | Ok(Step::Done) => break,
+                Err(e) => return Err(Failure::BadRequestBody(e)),
+            }
+        }
+        Ok(())
     }
 
     fn abandon_request(&mut self) {
@@ -480,9 +513,14 @@ impl Exchange {
         if head.status == 101 {
             // Only a tunnel the client asked for: anything else would let the
             // upstream turn a request into a raw pipe the client never wanted.
-            if self.request.upgrade.is_none() {
+            let Some(offered) = &self.request.upgrade else {
                 return Err(Failure::BadResponse(
                     "101 Switching Protocols without an upgrade request",
+                ));
+            };
+            if !switched_protocol_was_offered(offered, &head.headers) {
+                return Err(Failure::BadResponse(
+                    "101 Switching Protocols to a protocol the client did not offer",
                 ));
             }
             let side = ClientSide {

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferroxy::access_log::{AccessLine, format_line};
 use ferroxy::http::framing::BodyFraming;
-use ferroxy::http::head::{HeadLimits, RequestHead, Version, parse_request};
+use ferroxy::http::head::{HeadLimits, Version};
+use ferroxy::http::request::{RequestHead, parse_request};
 
 /// 2026-11-22 06:16:23 UTC, the moment of the example in `src/access_log.rs`.
 const EXAMPLE_SECS: u64 = 1_795_328_183;

@@ -2,7 +2,8 @@
 
 use ferroxy::http::errors::{reason, write_error_response};
 use ferroxy::http::framing::BodyFraming;
-use ferroxy::http::head::{HeadLimits, parse_response};
+use ferroxy::http::head::HeadLimits;
+use ferroxy::http::response::parse_response;
 
 /// Every status the proxy produces or relays has its RFC 9110 reason
 /// phrase; anything else is "Unknown" rather than a panic or an empty line.
@@ -28,6 +29,7 @@ fn reason_phrases_cover_every_status_we_use() {
         (502, "Bad Gateway"),
         (503, "Service Unavailable"),
         (504, "Gateway Timeout"),
+        (505, "HTTP Version Not Supported"),
         (299, "Unknown"),
         (0, "Unknown"),
         (u16::MAX, "Unknown"),
@@ -75,7 +77,7 @@ fn extra_headers_are_added_and_output_is_appended() {
 #[test]
 fn every_error_response_is_self_delimiting() {
     for status in [
-        400, 405, 408, 413, 414, 417, 429, 431, 500, 501, 502, 503, 504, 599,
+        400, 405, 408, 413, 414, 417, 429, 431, 500, 501, 502, 503, 504, 505, 599,
     ] {
         let mut out = Vec::new();
         write_error_response(status, &["Retry-After: 1"], &mut out);

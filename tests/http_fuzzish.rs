@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ferroxy::http::chunked::ChunkedDecoder;
 use ferroxy::http::framing::{BodyFraming, BodyReader, Step};
-use ferroxy::http::head::{HeadLimits, parse_request, parse_response};
+use ferroxy::http::head::HeadLimits;
+use ferroxy::http::request::parse_request;
+use ferroxy::http::response::parse_response;
 use ferroxy::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
 
 #[path = "support/xorshift.rs"]

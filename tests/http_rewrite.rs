@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ferroxy::http::head::{
-    HeadLimits, RequestHead, ResponseHead, Version, parse_request, parse_response,
-};
+use ferroxy::http::head::{HeadLimits, Version};
+use ferroxy::http::request::{RequestHead, parse_request};
+use ferroxy::http::response::{ResponseHead, parse_response};
 use ferroxy::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));

@@ -3,7 +3,7 @@
 //! can tell where it ends.
 //!
 //! Where it sits in the loop: when a request is refused (a
-//! [`crate::http::head::RequestError`], a timeout, no upstream) the reactor
+//! [`crate::http::request::RequestError`], a timeout, no upstream) the reactor
 //! appends one of these to the client's outgoing buffer, flushes it, and
 //! closes. Why always close: after an error we may not know where the
 //! client's next request starts (a refused body is still on the wire), and
@@ -39,6 +39,7 @@ pub fn reason(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
 }

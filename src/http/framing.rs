@@ -161,6 +161,12 @@ impl BodyReader {
         }
     }
 
+    /// The body ends when its sender closes: nothing in the bytes marks the
+    /// end, so a receiver cannot tell a cut-off body from a whole one.
+    pub fn is_close_delimited(&self) -> bool {
+        matches!(self.state, ReaderState::UntilClose { .. })
+    }
+
     /// The body is complete (`step` would return `Done`).
     pub fn is_done(&self) -> bool {
         match &self.state {

@@ -4,11 +4,12 @@
 //! debugger.
 //!
 //! Where it sits in the loop: the reactor reads bytes into a
-//! [`crate::buffer::Buffer`], asks [`head`] whether a complete head is there,
+//! [`crate::buffer::Buffer`], asks [`request`] or [`response`] whether a complete head is there,
 //! asks [`rewrite`] for the head to send on, and asks [`framing`] which of the
 //! following bytes belong to the body. It never interprets HTTP itself.
 //!
-//! Reading order: [`head`] (parse and validate), [`framing`] and [`chunked`]
+//! Reading order: [`head`] (what both heads share), [`request`] and
+//! [`response`] (parse and validate each, [`authority`] checking `Host`), [`framing`] and [`chunked`]
 //! (where a body ends), [`rewrite`] (what is forwarded), [`errors`] (what the
 //! proxy answers itself).
 //!
@@ -22,8 +23,11 @@
 //!
 //! Lessons: `lessons/07-parsing-heads` and `lessons/11-body-framing`.
 
+pub mod authority;
 pub mod chunked;
 pub mod errors;
 pub mod framing;
 pub mod head;
+pub mod request;
+pub mod response;
 pub mod rewrite;

@@ -12,23 +12,24 @@
 //! that follow are forwarded as they were received. Nothing here re-parses:
 //! the head was validated once, and this only re-emits its fields.
 //!
-//! What it does not do: it never touches the body, so `Content-Length` and
-//! `Transfer-Encoding` go on exactly as received (except that a response
-//! de-chunked for an HTTP/1.0 client loses its `Transfer-Encoding`).
+//! What it does not do: it never touches the body, so `Content-Length` goes
+//! on exactly as received and `Transfer-Encoding` (validated to be exactly
+//! `chunked`) goes on spelled `chunked`, except toward an HTTP/1.0 client,
+//! which never sees one.
 //!
 //! This runs once per request and response, so it writes straight into `out`
 //! with `extend_from_slice` and allocates nothing per header.
 //!
 //! Lesson: `lessons/07-parsing-heads` (and `lessons/11-body-framing` for why
-//! the framing headers are never touched).
+//! the framing headers never change meaning on the way).
 
 use std::io::Write;
 use std::net::IpAddr;
 
 use crate::http::errors;
-use crate::http::head::{
-    Fields, Header, RequestHead, ResponseHead, Version, list_elements, split_absolute_form,
-};
+use crate::http::head::{Fields, Header, Version, list_elements, split_absolute_form};
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
 
 /// What the request rewrite needs to know beyond the head itself.
 #[derive(Clone, Copy, Debug)]
@@ -77,8 +78,8 @@ const NEVER_STRIPPED_BY_NOMINATION: [&str; 6] = [
 /// origin-form target, hop-by-hop headers removed, `Host` kept,
 /// `X-Forwarded-For` joined and appended, `X-Forwarded-Proto` overwritten,
 /// `Via: 1.1 ferroxy` added (appended to any existing Via). `Expect` is kept
-/// on 1.1 requests. For an upgrade request, `Upgrade: <proto>` and
-/// `Connection: upgrade` are sent.
+/// on 1.1 requests. For an upgrade request, `Upgrade: <every offered
+/// protocol, in order>` and `Connection: upgrade` are sent.
 ///
 /// The fields the proxy adds (`X-Forwarded-For`, `X-Forwarded-Proto`, `Via`,
 /// then `Upgrade`/`Connection`) come after the client's, which keep their
@@ -115,6 +116,12 @@ pub fn write_request_head(req: &RequestHead, ctx: &ForwardContext<'_>, out: &mut
         // must not wait for us to relay one (head.rs already ignores it).
         let unanswerable_expect = is_http10 && is_named(h, "Expect");
         if rewritten_by_proxy || unanswerable_expect || is_hop_by_hop(h, &req.headers) {
+            continue;
+        }
+        // The parser let through only `chunked` in some case and spacing;
+        // the upstream gets the one spelling no server can misread.
+        if is_named(h, "Transfer-Encoding") {
+            write_field(out, b"Transfer-Encoding", b"chunked");
             continue;
         }
         write_field(out, h.name, h.value);
@@ -172,9 +179,20 @@ pub fn write_response_head(resp: &ResponseHead, client: &ClientSide, out: &mut V
     }
     out.extend_from_slice(b"\r\n");
 
+    // HTTP/1.0 has no Transfer-Encoding (RFC 9112 section 6.1): a 1.0
+    // client never sees one, whether its body is de-chunked or there is no
+    // body at all (HEAD, 204, 304), because it would read the field as
+    // describing bytes that are not there.
+    let client_is_http10 = client.version == Version::Http10;
     for h in &resp.headers {
-        let dechunked = client.dechunk && is_named(h, "Transfer-Encoding");
-        if dechunked || is_named(h, "Via") || is_hop_by_hop(h, &resp.headers) {
+        if is_named(h, "Transfer-Encoding") {
+            if !(client.dechunk || client_is_http10) {
+                // Checked to be exactly `chunked`; sent in one spelling.
+                write_field(out, b"Transfer-Encoding", b"chunked");
+            }
+            continue;
+        }
+        if is_named(h, "Via") || is_hop_by_hop(h, &resp.headers) {
             continue;
         }
         write_field(out, h.name, h.value);
@@ -182,9 +200,9 @@ pub fn write_response_head(resp: &ResponseHead, client: &ClientSide, out: &mut V
     write_via(out, &resp.headers);
 
     if resp.status == 101 {
-        if let Some(protocol) = resp.header("Upgrade") {
-            write_field(out, b"Upgrade", protocol);
-        }
+        out.extend_from_slice(b"Upgrade: ");
+        write_joined(out, &resp.headers, "Upgrade");
+        out.extend_from_slice(b"\r\n");
         write_field(out, b"Connection", b"upgrade");
     } else if resp.is_informational() {
         // No Connection header on interim responses: see the doc above.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, trace, warn};
 use slab::Slab;
+use socket2::SockRef;
 
 use super::{Gone, Progress, Reactor, client_in, exchange_in};
 use crate::access_log::{self, AccessLine};
@@ -25,7 +26,7 @@ use crate::conn::{
 };
 use crate::exchange::{Exchange, Failure, ResponseState};
 use crate::http::errors::{error_response_len, write_error_response};
-use crate::http::head::{RequestError, RequestHead, parse_request};
+use crate::http::request::{RequestError, RequestHead, parse_request};
 use crate::metrics::ErrorKind;
 use crate::splice::Pipe;
 
@@ -262,7 +263,13 @@ impl Reactor {
         let mut exchange = Exchange::new(head, index, timeouts, Instant::now(), now);
         // Shutting down: serve this one, then close.
         exchange.close_client |= draining;
+        // Body bytes that came with the head are judged before any upstream
+        // is involved: broken framing is a 400 with nothing sent anywhere.
+        let classified = exchange.classify_request_body(&client.inbuf);
         client.phase = ClientPhase::Exchanging(Box::new(exchange));
+        if let Err(failure) = classified {
+            return self.handle_failure(key, failure);
+        }
         self.assign_upstream(key, index)
     }
 
@@ -276,9 +283,15 @@ impl Reactor {
         }
         progress |= self.read_client(key, budget)?;
         let now = self.now;
-        let Ok(ex) = exchange_in(&mut self.conns, key) else {
+        let (_, client) = client_in(&mut self.conns, key)?;
+        let ClientPhase::Exchanging(ex) = &mut client.phase else {
             return Ok(true);
         };
+        // Upstream or not, what the client sent is classified now (see
+        // `Exchange::classify_request_body`).
+        if let Err(failure) = ex.classify_request_body(&client.inbuf) {
+            return self.handle_failure(key, failure);
+        }
         let Some(upstream_key) = ex.upstream else {
             return Ok(progress);
         };
@@ -487,8 +500,17 @@ impl Reactor {
     /// has begun, or the client is gone): close both connections.
     pub(super) fn abort(&mut self, key: usize, why: &str) -> Progress {
         let upstream = self.linked_upstream(key);
-        if let Ok((_, client)) = client_in(&mut self.conns, key) {
-            warn!("closing connection from {}: {why}", client.peer);
+        if let Ok((io, client)) = client_in(&mut self.conns, key) {
+            let reset = matches!(&client.phase, ClientPhase::Exchanging(ex) if ex.client_reads_until_close());
+            if reset {
+                // A body that ends at the close must not end here: with
+                // SO_LINGER 0 the close sends RST, which every client reports
+                // as an error, instead of a FIN it would take for the end.
+                let _ = SockRef::from(&io.socket).set_linger(Some(Duration::ZERO));
+                warn!("resetting connection from {}: {why}", client.peer);
+            } else {
+                warn!("closing connection from {}: {why}", client.peer);
+            }
         }
         if exchange_in(&mut self.conns, key).is_ok() {
             self.log_exchange(key);
