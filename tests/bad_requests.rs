@@ -543,3 +543,183 @@ fn garbage_request_line() {
         assert_refused(proxy.local_addr(), &upstream, &raw, 400, story);
     }
 }
+
+/// `Host` must be RFC 3986 `uri-host [":" port]`: a name a cache, a router
+/// and the upstream could each split differently is refused outright.
+#[test]
+fn host_that_is_not_a_valid_uri_host() {
+    let (upstream, proxy) = setup();
+    for host in [
+        "..",
+        ".",
+        "a..b",
+        ".test.local",
+        "test.local:",
+        "test.local:65536",
+        "test.local:8o",
+        "[::1",
+        "[::1]x",
+        "[not-ipv6]",
+        "user@test.local",
+        "a%zz",
+        "a b",
+    ] {
+        let raw = head(&["GET / HTTP/1.1", &format!("Host: {host}")]);
+        assert_refused(
+            proxy.local_addr(),
+            &upstream,
+            &raw,
+            400,
+            &format!("Host: {host}"),
+        );
+    }
+    // The valid forms still pass.
+    for host in ["test.local.", "127.0.0.1:65535", "[::1]:8080", "[v1.x]"] {
+        let mut client = Client::connect(proxy.local_addr());
+        let resp = client.request(&head(&["GET / HTTP/1.1", &format!("Host: {host}")]));
+        assert_eq!(
+            resp.status, 200,
+            "Host: {host} is valid:\n{}",
+            resp.raw_head
+        );
+    }
+}
+
+/// RFC 9110 section 2.5: `HTTP/1.2` is a later minor version of a major we
+/// speak, so it is handled (and forwarded) as HTTP/1.1; another major is a
+/// protocol we do not speak at all: 505.
+#[test]
+fn later_minor_version_is_http11_and_other_majors_are_505() {
+    let (upstream, proxy) = setup();
+    let mut client = Client::connect(proxy.local_addr());
+    let resp = client.request(&head(&["GET /v HTTP/1.2", "Host: test.local"]));
+    assert_eq!(resp.status, 200, "{}", resp.raw_head);
+    let seen = upstream.requests();
+    let last = seen.last().expect("the request reached the upstream");
+    assert_eq!(
+        (last.target.as_str(), last.version.as_str()),
+        ("/v", "HTTP/1.1"),
+        "forwarded as HTTP/1.1:\n{}",
+        last.raw_head
+    );
+    // Read as 1.1: the connection stays open for the next request.
+    assert_eq!(client.request(&get("/again")).status, 200);
+
+    for version in ["HTTP/2.0", "HTTP/3.0", "HTTP/2", "HTTP/0.9"] {
+        let raw = head(&[&format!("GET / {version}"), "Host: test.local"]);
+        assert_refused(proxy.local_addr(), &upstream, &raw, 505, version);
+    }
+}
+
+/// TRACE echoes the request back, credentials added on the way included
+/// (cross-site tracing), so it is refused like nginx does, with 405. A
+/// TRACE with a body is worse: RFC 9110 forbids the body, a server that
+/// ignores it reads it as the next request. 400.
+#[test]
+fn trace_is_405_and_trace_with_a_body_is_400() {
+    let (upstream, proxy) = setup();
+    let plain = head(&["TRACE / HTTP/1.1", "Host: test.local"]);
+    assert_refused(proxy.local_addr(), &upstream, &plain, 405, "TRACE");
+    let with_length = [
+        head(&["TRACE / HTTP/1.1", "Host: test.local", "Content-Length: 5"]),
+        b"hello".to_vec(),
+    ]
+    .concat();
+    assert_refused(
+        proxy.local_addr(),
+        &upstream,
+        &with_length,
+        400,
+        "TRACE with Content-Length",
+    );
+    let chunked = [
+        head(&[
+            "TRACE / HTTP/1.1",
+            "Host: test.local",
+            "Transfer-Encoding: chunked",
+        ]),
+        b"5\r\nhello\r\n0\r\n\r\n".to_vec(),
+    ]
+    .concat();
+    assert_refused(
+        proxy.local_addr(),
+        &upstream,
+        &chunked,
+        400,
+        "TRACE with a chunked body",
+    );
+}
+
+/// `Chunked` and `CHUNKED` are `chunked` (codings are case-insensitive), and
+/// the upstream gets the one spelling every server reads the same way.
+#[test]
+fn chunked_in_another_case_is_forwarded_as_chunked() {
+    let (upstream, proxy) = setup();
+    for spelling in ["Chunked", "CHUNKED", " chunked "] {
+        upstream.forget_requests();
+        let mut client = Client::connect(proxy.local_addr());
+        let raw = [
+            head(&[
+                "POST /c HTTP/1.1",
+                "Host: test.local",
+                &format!("Transfer-Encoding:{spelling}"),
+            ]),
+            b"5\r\nhello\r\n0\r\n\r\n".to_vec(),
+        ]
+        .concat();
+        let resp = client.request(&raw);
+        assert_eq!(resp.status, 200, "{spelling:?}: {}", resp.raw_head);
+        let seen = upstream.requests();
+        let req = seen.last().expect("forwarded");
+        assert!(req.complete, "{spelling:?}: {:?}", req.problem);
+        assert_eq!(req.body, b"hello", "{spelling:?}");
+        assert!(
+            req.raw_head.contains("\r\nTransfer-Encoding: chunked\r\n"),
+            "{spelling:?} must go upstream as `Transfer-Encoding: chunked`:\n{}",
+            req.raw_head
+        );
+    }
+}
+
+/// A chunk size whose digits already overflow 64 bits is refused as soon as
+/// they arrive, even while the request waits for an upstream connection:
+/// here the only slot (`max_conns_per_upstream = 1`) is busy for two
+/// seconds, and the 400 must not wait for it.
+#[test]
+fn overflowing_chunk_size_is_refused_at_once_even_while_queued() {
+    let upstream = Upstream::slow("busy", Duration::from_secs(2));
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.limits.max_conns_per_upstream = 1);
+    let addr = proxy.local_addr();
+    let occupant = thread::spawn(move || Client::connect(addr).request(&get("/slow")).status);
+    assert!(
+        wait_until(Duration::from_secs(2), || upstream.connections() == 1),
+        "the first request should take the only upstream slot"
+    );
+
+    let started = std::time::Instant::now();
+    let mut client = Client::connect(addr);
+    let raw = [
+        head(&[
+            "POST /queued HTTP/1.1",
+            "Host: test.local",
+            "Transfer-Encoding: chunked",
+        ]),
+        b"10000000000000000".to_vec(),
+    ]
+    .concat();
+    let resp = client
+        .request_refused(&raw)
+        .expect("a 400 for the overflowing chunk size");
+    let waited = started.elapsed();
+    assert_error_answer(&resp, 400, "chunk size that overflows, while queued");
+    assert!(
+        waited < Duration::from_millis(1000),
+        "the 400 took {waited:?}: it waited for the upstream slot"
+    );
+    assert_eq!(occupant.join().expect("occupant thread"), 200);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "the refused request never connected"
+    );
+}

@@ -445,3 +445,52 @@ fn transfer_coding_name_is_case_insensitive() {
     assert_eq!(resp.status, 200, "{}", resp.raw_head);
     assert_eq!(upstream.complete_requests()[0].body, b"case");
 }
+
+/// HTTP/1.0 has no `Transfer-Encoding`: a 1.0 client never sees one, not
+/// even on a HEAD (or 204, 304) answer where no body follows, because it
+/// would take the field to describe bytes that are not there.
+#[test]
+fn an_http10_client_never_sees_transfer_encoding() {
+    let upstream = Upstream::fixed(
+        "chunky",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    let heads = Upstream::fixed(
+        "heads",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let no_content = Upstream::fixed(
+        "none",
+        b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    for (addr, method, story) in [
+        (upstream.addr, "GET", "GET of a chunked body"),
+        (heads.addr, "HEAD", "HEAD of a chunked resource"),
+        (no_content.addr, "GET", "a 204 naming chunked"),
+    ] {
+        let proxy = start_proxy(&[addr]);
+        let mut client = Client::connect(proxy.local_addr());
+        client.send(format!("{method} / HTTP/1.0\r\n\r\n").as_bytes());
+        let resp = client.read_head().expect("an answer");
+        assert!(
+            !resp
+                .raw_head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding"),
+            "{story}: an HTTP/1.0 client saw Transfer-Encoding:\n{}",
+            resp.raw_head
+        );
+        let (body, _) = client.read_until_close();
+        let expected: &[u8] = if method == "GET" && resp.status == 200 {
+            b"hello"
+        } else {
+            b""
+        };
+        assert_eq!(
+            body,
+            expected,
+            "{story}: body {:?}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}

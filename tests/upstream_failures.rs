@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 /// Ask one GET through a proxy in front of `upstreams` and expect the
@@ -291,5 +293,201 @@ fn oversized_upstream_head_is_502() {
         let raw = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 2\r\n\r\nok");
         let upstream = Upstream::fixed("bloated", raw.as_bytes());
         assert_bad_gateway(&[upstream.addr], story);
+    }
+}
+
+/// The response side is as strict as the request side: every framing a
+/// client (or a cache between us and it) could read differently is 502, and
+/// the upstream connection that sent it is closed, never pooled.
+#[test]
+fn ambiguous_response_framing_is_502_and_the_connection_closed() {
+    let variants: [(&[u8], &str); 7] = [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            "two identical Content-Lengths",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
+            "a Content-Length list",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+            "Transfer-Encoding: gzip",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "Transfer-Encoding: gzip, chunked",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "chunked twice",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "two Transfer-Encoding lines",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\nhello",
+            "Transfer-Encoding: xchunked",
+        ),
+    ];
+    for (raw, story) in variants {
+        // `fixed` keeps its side open: only the proxy can close it.
+        let upstream = Upstream::fixed("liar", raw);
+        assert_bad_gateway(&[upstream.addr], story);
+        assert!(
+            wait_until(Duration::from_secs(2), || upstream.open_connections() == 0),
+            "{story}: the proxy must close that upstream connection"
+        );
+    }
+}
+
+/// HTTP/1.0 has no interim responses. A 1.0 upstream sending `100 Continue`
+/// (or a `101`) is confused about the protocol it speaks, so the proxy does
+/// not wait for a final answer behind it: 502, and the connection closed.
+#[test]
+fn a_1xx_from_an_http10_upstream_is_502_and_the_connection_closed() {
+    for (raw, story) in [
+        (
+            &b"HTTP/1.0 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+            "100 from HTTP/1.0",
+        ),
+        (
+            &b"HTTP/1.0 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+            "103 from HTTP/1.0",
+        ),
+    ] {
+        let upstream = Upstream::fixed("old", raw);
+        assert_bad_gateway(&[upstream.addr], story);
+        assert!(
+            wait_until(Duration::from_secs(2), || upstream.open_connections() == 0),
+            "{story}: the proxy must close that upstream connection"
+        );
+    }
+}
+
+/// A later minor version in a status line is HTTP/1.1 (RFC 9110 2.5); the
+/// answer is relayed as one.
+#[test]
+fn an_http12_status_line_is_relayed_as_http11() {
+    let upstream = Upstream::fixed("new", b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    let resp = client.request(&get("/"));
+    assert_eq!((resp.status, resp.body.as_slice()), (200, b"ok".as_slice()));
+    assert!(
+        resp.raw_head.starts_with("HTTP/1.1 200"),
+        "{}",
+        resp.raw_head
+    );
+}
+
+/// A close-delimited body has no end marker: its end *is* the close. If
+/// the upstream resets in the middle of one, a FIN to the client would look
+/// exactly like the end of a complete body, so the proxy resets the client
+/// connection too.
+#[test]
+fn upstream_reset_inside_a_close_delimited_body_resets_the_client() {
+    let upstream = Upstream::start("crasher", |conn| {
+        if conn.read_request().is_some() {
+            conn.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart of the body");
+            conn.sleep(Duration::from_millis(100));
+            conn.reset_on_close();
+        }
+    });
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    client.send(&get("/"));
+    let resp = client
+        .read_head()
+        .expect("the head went out before the cut");
+    assert_eq!(resp.status, 200, "{}", resp.raw_head);
+    let (body, end) = client.read_until_close();
+    assert!(
+        b"part of the body".starts_with(&body),
+        "bytes the upstream never sent: {:?}",
+        String::from_utf8_lossy(&body)
+    );
+    let how = end.expect_err("a clean FIN would make the cut body look complete");
+    assert!(
+        how.contains("reset"),
+        "the client should see a reset, got: {how}"
+    );
+}
+
+/// The same for an HTTP/1.0 client of a chunked upstream: the proxy
+/// de-chunks, so the client's body is close-delimited, and a cut chunked
+/// body must reach it as a reset, not a clean end.
+#[test]
+fn chunked_body_cut_for_an_http10_client_resets_it() {
+    let upstream = Upstream::fixed_then_close(
+        "quitter",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    );
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+    client.send(b"GET / HTTP/1.0\r\n\r\n");
+    let resp = client
+        .read_head()
+        .expect("the head went out before the cut");
+    assert_eq!(resp.status, 200, "{}", resp.raw_head);
+    assert!(
+        !resp
+            .raw_head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding"),
+        "an HTTP/1.0 client never sees Transfer-Encoding:\n{}",
+        resp.raw_head
+    );
+    let (body, end) = client.read_until_close();
+    assert!(
+        b"hello".starts_with(&body),
+        "{:?}",
+        String::from_utf8_lossy(&body)
+    );
+    let how = end.expect_err("a clean FIN would make the cut body look complete");
+    assert!(
+        how.contains("reset"),
+        "the client should see a reset, got: {how}"
+    );
+}
+
+/// With length or chunked framing a close is already visibly short, so
+/// an upstream *reset* gives the client a closed connection before the
+/// body's end: fewer bytes than promised, and no last chunk.
+#[test]
+fn upstream_reset_inside_a_length_or_chunked_body_is_visibly_short() {
+    for (raw, story) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part"[..],
+            "Content-Length",
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"[..],
+            "chunked",
+        ),
+    ] {
+        let raw = raw.to_vec();
+        let upstream = Upstream::start("crasher", move |conn| {
+            if conn.read_request().is_some() {
+                conn.write(&raw);
+                conn.sleep(Duration::from_millis(100));
+                conn.reset_on_close();
+            }
+        });
+        let proxy = start_proxy(&[upstream.addr]);
+        let mut client = Client::connect(proxy.local_addr());
+        client.send(&get("/"));
+        let resp = client
+            .read_head()
+            .expect("the head went out before the cut");
+        assert_eq!(resp.status, 200, "{story}: {}", resp.raw_head);
+        let (body, _) = client.read_until_close();
+        assert!(body.len() < 100, "{story}: {} bytes", body.len());
+        assert!(
+            !contains(&body, b"0\r\n\r\n"),
+            "{story}: the proxy completed a body the upstream cut: {:?}",
+            String::from_utf8_lossy(&body)
+        );
     }
 }

@@ -244,3 +244,62 @@ fn upstream_closing_the_tunnel_closes_the_client() {
         "once both sides closed, the proxy should hold no connection: {gone:?}"
     );
 }
+
+/// A client may offer several protocols, in one `Upgrade` or over several
+/// lines. The upstream chooses among them, so it must see all of them, in
+/// the client's order, as one list (h2c still left out).
+#[test]
+fn several_offered_protocols_reach_the_upstream_as_one_list() {
+    let upstream = Upstream::websocket("ws");
+    let proxy = start_proxy(&[upstream.addr]);
+    let mut client = Client::connect(proxy.local_addr());
+
+    client.send(&head(&[
+        "GET /chat HTTP/1.1",
+        "Host: test.local",
+        "Upgrade: foo/2, h2c",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]));
+    let resp = client.read_head().expect("an answer to the upgrade");
+    assert_eq!(resp.status, 101, "{}", resp.raw_head);
+    let req = &upstream.requests()[0];
+    let upgrades: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Upgrade"))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(
+        upgrades,
+        ["foo/2, websocket"],
+        "one Upgrade line, every offer in order:\n{}",
+        req.raw_head
+    );
+}
+
+/// A 101 may only switch to something the client offered. An upstream that
+/// answers a websocket offer by switching to another protocol would get a
+/// raw tunnel the client never agreed to: 502, never a tunnel.
+#[test]
+fn a_101_to_a_protocol_not_offered_is_502() {
+    for answer in [
+        "Upgrade: h2c",
+        "Upgrade: websocket, tls/1.3",
+        "Upgrade: foo",
+    ] {
+        let raw =
+            format!("HTTP/1.1 101 Switching Protocols\r\n{answer}\r\nConnection: Upgrade\r\n\r\n");
+        let upstream = Upstream::fixed("rogue", raw.as_bytes());
+        let proxy = start_proxy(&[upstream.addr]);
+        let mut client = Client::connect(proxy.local_addr());
+        client.send(&websocket_upgrade_request());
+        let resp = client.read_response("GET").expect("an answer");
+        assert_error_answer(&resp, 502, &format!("101 with {answer}"));
+        if let Err(e) = client.expect_closed() {
+            panic!("{answer}: after the 502 the proxy must close: {e}");
+        }
+    }
+}

@@ -1185,6 +1185,15 @@ impl UpConn {
     }
 
     /// Send FIN: "that was everything" (close-delimited bodies end so).
+    /// Make the coming close a reset (RST) instead of a FIN: `SO_LINGER`
+    /// with a zero timeout, as an upstream that crashes looks on the wire.
+    /// Takes effect when the behaviour returns and the socket is dropped.
+    pub fn reset_on_close(&mut self) {
+        socket2::SockRef::from(&self.wire.stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER on a fake upstream");
+    }
+
     pub fn shutdown_write(&mut self) {
         let _ = self.wire.stream.shutdown(Shutdown::Write);
     }
