@@ -9,6 +9,9 @@
 //! answer closes the connection. The listener is not a way in.
 //!
 //! Lesson: `lessons/13-measuring`.
+//!
+//! A little over 500 lines: three pages and the formatting each needs, kept
+//! together because they render the same figures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -20,6 +20,10 @@
 //! Here every `.await` is a state ([`ResponseState`], the request body's
 //! [`BodyReader`]) that a readiness event resumes (lesson
 //! `05-state-machines`).
+//!
+//! Over 500 lines, on purpose: both directions share one state (what was
+//! sent decides whether a retry is safe and whether the upstream may be
+//! pooled); split in two, each half would reach into the other's fields.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};

@@ -7,6 +7,9 @@
 //! answer of the proxy's own (400, 502, ...), or a closed connection.
 //!
 //! Lessons: `05-state-machines`, `07-parsing-heads`, `11-body-framing`.
+//!
+//! Over 500 lines, on purpose: the whole life of a client connection, and
+//! every decision a [`Failure`] leads to, reads top to bottom in one file.
 
 use std::io;
 use std::net::Shutdown;
