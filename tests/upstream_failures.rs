@@ -332,13 +332,7 @@ fn ambiguous_response_framing_is_502_and_the_connection_closed() {
         ),
     ];
     for (raw, story) in variants {
-        // `fixed` keeps its side open: only the proxy can close it.
-        let upstream = Upstream::fixed("liar", raw);
-        assert_bad_gateway(&[upstream.addr], story);
-        assert!(
-            wait_until(Duration::from_secs(2), || upstream.open_connections() == 0),
-            "{story}: the proxy must close that upstream connection"
-        );
+        assert_bad_gateway_and_upstream_closed(raw, story);
     }
 }
 
@@ -357,12 +351,7 @@ fn a_1xx_from_an_http10_upstream_is_502_and_the_connection_closed() {
             "103 from HTTP/1.0",
         ),
     ] {
-        let upstream = Upstream::fixed("old", raw);
-        assert_bad_gateway(&[upstream.addr], story);
-        assert!(
-            wait_until(Duration::from_secs(2), || upstream.open_connections() == 0),
-            "{story}: the proxy must close that upstream connection"
-        );
+        assert_bad_gateway_and_upstream_closed(raw, story);
     }
 }
 
@@ -408,11 +397,7 @@ fn upstream_reset_inside_a_close_delimited_body_resets_the_client() {
         "bytes the upstream never sent: {:?}",
         String::from_utf8_lossy(&body)
     );
-    let how = end.expect_err("a clean FIN would make the cut body look complete");
-    assert!(
-        how.contains("reset"),
-        "the client should see a reset, got: {how}"
-    );
+    assert_reset(end);
 }
 
 /// The same for an HTTP/1.0 client of a chunked upstream: the proxy
@@ -445,11 +430,7 @@ fn chunked_body_cut_for_an_http10_client_resets_it() {
         "{:?}",
         String::from_utf8_lossy(&body)
     );
-    let how = end.expect_err("a clean FIN would make the cut body look complete");
-    assert!(
-        how.contains("reset"),
-        "the client should see a reset, got: {how}"
-    );
+    assert_reset(end);
 }
 
 /// With length or chunked framing a close is already visibly short, so
@@ -490,4 +471,25 @@ fn upstream_reset_inside_a_length_or_chunked_body_is_visibly_short() {
             String::from_utf8_lossy(&body)
         );
     }
+}
+
+/// An upstream answering `raw` with the socket it keeps open (only the
+/// proxy can close it): the proxy's own 502, and that connection closed.
+fn assert_bad_gateway_and_upstream_closed(raw: &[u8], story: &str) {
+    let upstream = Upstream::fixed("liar", raw);
+    assert_bad_gateway(&[upstream.addr], story);
+    assert!(
+        wait_until(Duration::from_secs(2), || upstream.open_connections() == 0),
+        "{story}: the proxy must close that upstream connection"
+    );
+}
+
+/// How the client's read ended must be a reset: a clean FIN would make
+/// the cut body look complete.
+fn assert_reset(end: Result<(), String>) {
+    let how = end.expect_err("a clean FIN would make the cut body look complete");
+    assert!(
+        how.contains("reset"),
+        "the client should see a reset, got: {how}"
+    );
 }
