@@ -8,10 +8,9 @@
 //! Anything but these three paths is 404; anything but GET/HEAD is 405; every
 //! answer closes the connection. The listener is not a way in.
 //!
-//! Lesson: `lessons/13-measuring`.
+//! The HTML panel itself is drawn in `src/panel.rs`.
 //!
-//! A little over 500 lines: three pages and the formatting each needs, kept
-//! together because they render the same figures.
+//! Lesson: `lessons/13-measuring`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,9 +23,17 @@ use crate::http::request::RequestHead;
 use crate::metrics::{
     ErrorKind, Gauges, Histogram, LATENCY_BUCKETS_US, Metrics, TIMEOUT_KINDS, timeout_label,
 };
+use crate::panel;
+use crate::series::Series;
 
 /// Append the whole response to `request` to `out`; returns its status.
-pub fn answer(request: &RequestHead, metrics: &Metrics, gauges: &Gauges, out: &mut Vec<u8>) -> u16 {
+pub fn answer(
+    request: &RequestHead,
+    metrics: &Metrics,
+    gauges: &Gauges,
+    series: &Series,
+    out: &mut Vec<u8>,
+) -> u16 {
     let target = origin_form(&request.target);
     let path = target.split('?').next().unwrap_or("");
     let page = match path {
@@ -48,7 +55,10 @@ pub fn answer(request: &RequestHead, metrics: &Metrics, gauges: &Gauges, out: &m
             prometheus(metrics, gauges),
         ),
         Page::Json => ("application/json", json(metrics, gauges)),
-        Page::Panel => ("text/html; charset=utf-8", panel(metrics, gauges)),
+        Page::Panel => (
+            "text/html; charset=utf-8",
+            panel::panel(metrics, gauges, series),
+        ),
     };
     let _ = write!(
         Sink(out),
@@ -167,6 +177,67 @@ pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
             label(&u.address),
             u.connect_failures
         );
+    }
+    for (name, help, value) in [
+        (
+            "ferroxy_upstream_ejections_total",
+            "Times health took each upstream out of rotation (checks or passive ejection).",
+            (|u| u.ejections) as fn(&crate::metrics::UpstreamCounters) -> u64,
+        ),
+        (
+            "ferroxy_upstream_health_checks_passed_total",
+            "Active health checks of each upstream that passed.",
+            |u| u.checks_passed,
+        ),
+        (
+            "ferroxy_upstream_health_checks_failed_total",
+            "Active health checks of each upstream that failed.",
+            |u| u.checks_failed,
+        ),
+    ] {
+        family(&mut s, name, "counter", help);
+        for u in &metrics.upstreams {
+            let _ = writeln!(
+                s,
+                "{name}{{upstream=\"{}\"}} {}",
+                label(&u.address),
+                value(u)
+            );
+        }
+    }
+    family(
+        &mut s,
+        "ferroxy_upstream_up",
+        "gauge",
+        "1 while the upstream is in rotation, 0 while health has it down or half-open.",
+    );
+    for (u, up) in metrics.upstreams.iter().zip(&gauges.upstream_up) {
+        let _ = writeln!(
+            s,
+            "ferroxy_upstream_up{{upstream=\"{}\"}} {}",
+            label(&u.address),
+            u8::from(*up)
+        );
+    }
+    for (name, help, n) in [
+        (
+            "ferroxy_retries_total",
+            "Requests sent again to another upstream (retries).",
+            metrics.retries,
+        ),
+        (
+            "ferroxy_retry_budget_refusals_total",
+            "Retries refused because retries in flight reached 20% of requests in flight.",
+            metrics.retry_budget_refusals,
+        ),
+        (
+            "ferroxy_rate_limited_total",
+            "Requests answered 429 by rate_limit.",
+            metrics.rate_limited,
+        ),
+    ] {
+        family(&mut s, name, "counter", help);
+        let _ = writeln!(s, "{name} {n}");
     }
     for (name, help, values) in [
         (
@@ -330,6 +401,9 @@ pub struct Snapshot<'a> {
     pub timeouts: BTreeMap<&'static str, u64>,
     pub errors: BTreeMap<&'static str, u64>,
     pub latency_ms: Latency,
+    pub retries: u64,
+    pub retry_budget_refusals: u64,
+    pub rate_limited: u64,
 }
 
 #[derive(Serialize)]
@@ -343,6 +417,11 @@ pub struct UpstreamSnapshot<'a> {
     pub active: usize,
     pub idle: usize,
     pub queued: usize,
+    /// `up`, `down` or `half-open`.
+    pub state: &'static str,
+    pub ejections: u64,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
 }
 
 #[derive(Serialize)]
@@ -401,6 +480,10 @@ pub fn snapshot<'a>(metrics: &'a Metrics, gauges: &Gauges) -> Snapshot<'a> {
                 active: at(&gauges.upstream_active, i),
                 idle: at(&gauges.upstream_idle, i),
                 queued: at(&gauges.upstream_queued, i),
+                state: gauges.upstream_state.get(i).copied().unwrap_or("up"),
+                ejections: u.ejections,
+                checks_passed: u.checks_passed,
+                checks_failed: u.checks_failed,
             })
             .collect(),
         client_connections: gauges.client_connections,
@@ -419,117 +502,12 @@ pub fn snapshot<'a>(metrics: &'a Metrics, gauges: &Gauges) -> Snapshot<'a> {
             .map(|(k, &n)| (k.label(), n))
             .collect(),
         latency_ms: Latency::of(&metrics.latency),
+        retries: metrics.retries,
+        retry_budget_refusals: metrics.retry_budget_refusals,
+        rate_limited: metrics.rate_limited,
     }
 }
 
 pub fn json(metrics: &Metrics, gauges: &Gauges) -> String {
     serde_json::to_string_pretty(&snapshot(metrics, gauges)).unwrap_or_else(|_| "{}".to_string())
-}
-
-/// Minimal HTML escaping for text we put in the page.
-fn html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The panel: server-rendered, refreshed by the browser every 2 s (no
-/// script needed), readable at a glance while `wrk` runs.
-pub fn panel(metrics: &Metrics, gauges: &Gauges) -> String {
-    let snap = snapshot(metrics, gauges);
-    let fmt_ms = |v: Option<f64>| v.map_or("-".to_string(), |ms| format!("{ms:.2} ms"));
-    let mut s = String::with_capacity(8 * 1024);
-    s.push_str(concat!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta http-equiv=\"refresh\" content=\"2\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        "<title>ferroxy</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}",
-        "h1{font-size:1.3rem;margin:0 0 1rem}h2{font-size:1rem;margin:0 0 .5rem;color:#555}",
-        ".grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(15rem,1fr));gap:1rem}",
-        ".card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8rem 1rem}",
-        ".big{font-size:1.8rem;font-weight:600}.muted{color:#777;font-size:.85rem}",
-        "table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.15rem .4rem;font-size:.9rem}",
-        "th{color:#555;font-weight:500}.n{text-align:right;font-variant-numeric:tabular-nums}",
-        ".bar{background:#4a7;height:.6rem;border-radius:3px}",
-        // A table wider than its card scrolls inside it, never under the
-        // next card; the upstream table gets a whole row.
-        ".card{min-width:0;overflow-x:auto}.wide{grid-column:1/-1}.wide table{width:auto}",
-        "</style></head><body>"
-    ));
-    let _ = write!(
-        s,
-        "<h1>ferroxy <span class=\"muted\">up {:.0} s &middot; refreshes every 2 s</span></h1><div class=\"grid\">",
-        snap.uptime_seconds
-    );
-    let _ = write!(
-        s,
-        "<div class=\"card\"><h2>Requests per second</h2><div class=\"big\" id=\"rps\">{:.1}</div>\
-         <div class=\"muted\">{} requests in all</div></div>",
-        snap.requests_per_second, snap.requests_total
-    );
-    let _ = write!(
-        s,
-        "<div class=\"card\"><h2>Latency</h2><table><tr><th>p50</th><td class=\"n\">{}</td></tr>\
-         <tr><th>p95</th><td class=\"n\">{}</td></tr><tr><th>p99</th><td class=\"n\">{}</td></tr></table></div>",
-        fmt_ms(snap.latency_ms.p50),
-        fmt_ms(snap.latency_ms.p95),
-        fmt_ms(snap.latency_ms.p99)
-    );
-    let _ = write!(
-        s,
-        "<div class=\"card\"><h2>Connections</h2><div class=\"big\">{}</div>\
-         <div class=\"muted\">client connections open; {} accepted in all; {} KiB buffered</div></div>",
-        snap.client_connections,
-        snap.accepted_connections,
-        snap.buffer_bytes / 1024
-    );
-    s.push_str("<div class=\"card\"><h2>Status mix</h2><table>");
-    let total = snap.requests_total.max(1) as f64;
-    for (code, n) in &snap.by_status {
-        let _ = write!(
-            s,
-            "<tr><th>{}</th><td class=\"n\">{n}</td><td style=\"width:50%\"><div class=\"bar\" style=\"width:{:.0}%\"></div></td></tr>",
-            html(code),
-            *n as f64 * 100.0 / total
-        );
-    }
-    if snap.by_status.is_empty() {
-        s.push_str("<tr><td class=\"muted\">no requests yet</td></tr>");
-    }
-    s.push_str("</table></div>");
-    s.push_str("<div class=\"card wide\"><h2>Upstreams</h2><table><tr><th>address</th><th class=\"n\">share</th><th class=\"n\">active</th><th class=\"n\">idle</th><th class=\"n\">queued</th></tr>");
-    for u in &snap.upstreams {
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td class=\"n\">{:.0}% ({})</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            html(u.address),
-            u.share * 100.0,
-            u.requests,
-            u.active,
-            u.idle,
-            u.queued
-        );
-    }
-    s.push_str("</table></div>");
-    s.push_str("<div class=\"card\"><h2>Timeouts and errors</h2><table>");
-    let mut any = false;
-    for (kind, n) in snap.timeouts.iter().filter(|(_, n)| **n > 0) {
-        any = true;
-        let _ = write!(
-            s,
-            "<tr><th>timeout {kind}</th><td class=\"n\">{n}</td></tr>"
-        );
-    }
-    for (kind, n) in snap.errors.iter().filter(|(_, n)| **n > 0) {
-        any = true;
-        let _ = write!(s, "<tr><th>{kind}</th><td class=\"n\">{n}</td></tr>");
-    }
-    if !any {
-        s.push_str("<tr><td class=\"muted\">none</td></tr>");
-    }
-    s.push_str("</table></div></div>");
-    s.push_str("<p class=\"muted\">Also: <a href=\"/metrics\">/metrics</a> (Prometheus), <a href=\"/metrics.json\">/metrics.json</a></p></body></html>\n");
-    s
 }

@@ -37,6 +37,95 @@ pub struct Config {
     /// `SO_REUSEPORT` listener (the kernel spreads new connections).
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// How the next request picks among `upstreams` (see `src/balance.rs`).
+    #[serde(default)]
+    pub balancing: Balancing,
+    /// How many *other* upstreams a failed request may be tried on, under
+    /// the contract's retry rule (see `src/retry.rs`).
+    #[serde(default)]
+    pub retries: usize,
+    /// Active checks and passive ejection; off when absent.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+    /// Token buckets per client address or for all; off when absent.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balancing {
+    /// Smooth weighted round-robin, nginx's: never a burst to one upstream.
+    #[default]
+    RoundRobin,
+    /// Fewest requests in flight relative to weight.
+    LeastConn,
+    /// A client address stays on one upstream (consistent hashing).
+    IpHash,
+}
+
+impl Balancing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Balancing::RoundRobin => "round_robin",
+            Balancing::LeastConn => "least_conn",
+            Balancing::IpHash => "ip_hash",
+        }
+    }
+}
+
+/// `health`: active checks run only when `path` is set; passive ejection
+/// runs whenever the section is present and `max_fails` is not 0.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// `GET path` every `interval_ms`; 2xx or 3xx passes.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// One check, connect included, must finish in this.
+    #[serde(default = "default_check_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Failed checks in a row that mark an upstream down.
+    #[serde(default = "default_fails")]
+    pub fails: u32,
+    /// Passed checks in a row that mark it up again.
+    #[serde(default = "default_passes")]
+    pub passes: u32,
+    /// Failed requests within `fail_timeout_ms` that eject it (0: never).
+    #[serde(default = "default_max_fails")]
+    pub max_fails: u32,
+    /// The window for `max_fails`, and how long an ejection lasts.
+    #[serde(default = "default_fail_timeout_ms")]
+    pub fail_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Tokens added per second.
+    pub rps: u32,
+    /// Most tokens a bucket holds: the burst allowed after a quiet spell.
+    /// Defaults to `rps` (one second's worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub per: RateLimitPer,
+}
+
+impl RateLimitConfig {
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.rps)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitPer {
+    #[default]
+    ClientIp,
+    Global,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -52,6 +141,9 @@ pub struct MetricsConfig {
 pub struct UpstreamConfig {
     pub host: String,
     pub port: u16,
+    /// Its share relative to the others (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 /// All in milliseconds.
@@ -123,9 +215,33 @@ fn default_buffer_bytes() -> usize {
 fn default_max_idle_per_upstream() -> usize {
     32
 }
+fn default_weight() -> u32 {
+    1
+}
+fn default_interval_ms() -> u64 {
+    2_000
+}
+fn default_check_timeout_ms() -> u64 {
+    1_000
+}
+fn default_fails() -> u32 {
+    3
+}
+fn default_passes() -> u32 {
+    2
+}
+fn default_max_fails() -> u32 {
+    3
+}
+fn default_fail_timeout_ms() -> u64 {
+    10_000
+}
 fn default_level() -> String {
     "info".to_string()
 }
+
+/// A weight above this is surely a typo, and keeps the balancer's sums small.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// A config problem, printed as `error: {what}, {location}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,9 +385,42 @@ impl Config {
         out.push_str(&format!("upstreams   {}\n", self.upstreams.len()));
         for (i, (upstream, addr)) in self.upstreams.iter().zip(self.upstream_addrs()).enumerate() {
             out.push_str(&format!(
-                "  [{i}] {}:{} -> {addr}\n",
-                upstream.host, upstream.port
+                "  [{i}] {}:{} -> {addr}, weight {}\n",
+                upstream.host, upstream.port, upstream.weight
             ));
+        }
+        out.push_str(&format!(
+            "balancing   {}, retries {}\n",
+            self.balancing.name(),
+            self.retries
+        ));
+        match &self.health {
+            Some(h) => {
+                match &h.path {
+                    Some(path) => out.push_str(&format!(
+                        "health      GET {path} every {} ms (timeout_ms {}), down after {} fails, up after {} passes\n",
+                        h.interval_ms, h.timeout_ms, h.fails, h.passes
+                    )),
+                    None => out.push_str("health      no active checks (no path)\n"),
+                }
+                out.push_str(&format!(
+                    "            ejected after max_fails {} within fail_timeout_ms {}\n",
+                    h.max_fails, h.fail_timeout_ms
+                ));
+            }
+            None => out.push_str("health      off\n"),
+        }
+        match &self.rate_limit {
+            Some(r) => out.push_str(&format!(
+                "rate_limit  rps {}, burst {}, per {}\n",
+                r.rps,
+                r.burst(),
+                match r.per {
+                    RateLimitPer::ClientIp => "client_ip",
+                    RateLimitPer::Global => "global",
+                }
+            )),
+            None => out.push_str("rate_limit  off\n"),
         }
         out.push_str(&format!(
             "timeouts    connect_ms {}, read_ms {}, write_ms {}, total_ms {}\n",
@@ -352,6 +501,45 @@ impl Config {
                     "upstreams[{i}].host: {:?} does not resolve ({reason})",
                     upstream.host
                 )));
+            }
+            if !(1..=MAX_WEIGHT).contains(&upstream.weight) {
+                return Err(fail(format!(
+                    "upstreams[{i}].weight: {} is out of range (1 to {MAX_WEIGHT})",
+                    upstream.weight
+                )));
+            }
+        }
+        if let Some(h) = &self.health {
+            if let Some(path) = &h.path
+                && (!path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f))
+            {
+                return Err(fail(format!(
+                    "health.path: {path:?} must start with '/' and hold no spaces or control bytes"
+                )));
+            }
+            for (name, value) in [
+                ("interval_ms", h.interval_ms),
+                ("timeout_ms", h.timeout_ms),
+                ("fails", u64::from(h.fails)),
+                ("passes", u64::from(h.passes)),
+                ("fail_timeout_ms", h.fail_timeout_ms),
+            ] {
+                if value == 0 {
+                    return Err(fail(format!("health.{name}: must be greater than 0")));
+                }
+            }
+        }
+        if let Some(r) = &self.rate_limit {
+            if r.rps == 0 {
+                return Err(fail(
+                    "rate_limit.rps: must be greater than 0 (remove rate_limit to turn it off)"
+                        .to_string(),
+                ));
+            }
+            if r.burst == Some(0) {
+                return Err(fail(
+                    "rate_limit.burst: must be at least 1, or no request could pass".to_string(),
+                ));
             }
         }
 

@@ -91,6 +91,25 @@ pub struct ArmedTimer {
 pub enum Role {
     Client(Client),
     Upstream(Upstream),
+    /// An active health check in flight (`src/reactor/checks.rs`).
+    Check(HealthCheck),
+}
+
+/// One `GET health.path` to one upstream: connect, write the request, read
+/// until the status line, close. Never pooled, never counted against
+/// `max_conns_per_upstream`, never linked to a client.
+pub struct HealthCheck {
+    pub upstream: usize,
+    pub addr: SocketAddr,
+    /// The upstream list it was started for (see `UpstreamGroup::generation`).
+    pub list_generation: u64,
+    pub started_ms: u64,
+    pub connected: bool,
+    /// The request, and how much of it is written.
+    pub request: Vec<u8>,
+    pub sent: usize,
+    /// The start of the answer: only its status line matters.
+    pub inbuf: Buffer,
 }
 
 /// A connection accepted from a client.
@@ -196,6 +215,7 @@ impl Conn {
                 c.inbuf.allocated() + c.out.capacity() + exchange
             }
             Role::Upstream(u) => u.inbuf.allocated(),
+            Role::Check(c) => c.inbuf.allocated() + c.request.capacity(),
         }
     }
 
@@ -205,6 +225,7 @@ impl Conn {
         match &mut self.role {
             Role::Client(c) => &mut c.inbuf,
             Role::Upstream(u) => &mut u.inbuf,
+            Role::Check(c) => &mut c.inbuf,
         }
     }
 
@@ -219,6 +240,7 @@ impl Conn {
         let wants_read = match &self.role {
             Role::Client(c) => !c.eof && !c.inbuf.is_full(),
             Role::Upstream(u) => !u.eof && !u.inbuf.is_full(),
+            Role::Check(c) => !c.inbuf.is_full(),
         };
         if wants_read {
             Interest::READABLE | Interest::WRITABLE

@@ -39,6 +39,7 @@ use crate::http::head::{HeadLimits, Version};
 use crate::http::request::RequestHead;
 use crate::http::response::{parse_response, switched_protocol_was_offered};
 use crate::http::rewrite::{ClientSide, ForwardContext, write_request_head, write_response_head};
+use crate::retry::{Attempt, Tried, may_resend};
 use crate::splice::{Moved, Pipe, SPLICE_THRESHOLD};
 
 /// Room for what a rewrite adds to a head (`Via`, `X-Forwarded-*`,
@@ -111,6 +112,18 @@ pub struct Exchange {
     pub connect_failures: usize,
     /// Already retried once on a fresh connection.
     pub retried: bool,
+    /// Upstreams this request was sent to (or tried to connect to).
+    pub tried: Tried,
+    /// Times it was sent again to another upstream (`retries`).
+    pub retries_used: usize,
+    /// It holds one of the retry budget's places (see `src/retry.rs`).
+    pub holds_retry: bool,
+    /// This attempt is the half-open probe of its upstream.
+    pub probe: bool,
+    /// This attempt's outcome was reported to health already.
+    pub health_reported: bool,
+    /// Counted in the retry budget's requests in flight.
+    pub in_flight: bool,
     /// The request head as it goes upstream.
     pub request_head: Outbox,
     request_body: BodyReader,
@@ -166,6 +179,12 @@ impl Exchange {
             reused: false,
             connect_failures: 0,
             retried: false,
+            tried: Tried::default(),
+            retries_used: 0,
+            holds_retry: false,
+            probe: false,
+            health_reported: false,
+            in_flight: false,
             request_head: Outbox::default(),
             request_body,
             request_pending: 0,
@@ -353,6 +372,19 @@ impl Exchange {
             && self.request_body_bytes == 0
             && self.response_bytes == 0
             && matches!(self.response, ResponseState::AwaitingHead)
+    }
+
+    /// The retry rule (`src/retry.rs`) applied to this attempt;
+    /// `request_sent`: it got as far as a connection (a connect that failed
+    /// or timed out sent nothing).
+    pub fn may_resend(&self, request_sent: bool) -> bool {
+        may_resend(Attempt {
+            request_sent,
+            body_sent: self.request_body_bytes > 0,
+            idempotent: self.request.is_idempotent(),
+            response_started: self.response_bytes > 0
+                || !matches!(self.response, ResponseState::AwaitingHead),
+        })
     }
 
     /// Forget the failed connection's progress before a retry.

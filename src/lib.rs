@@ -22,8 +22,16 @@ pub mod cli;
 pub mod buffer;
 // HTTP/1.1 heads, rewriting, body framing, chunked decoding (lessons 07, 11).
 pub mod http;
-// Round-robin choice of upstream (lesson 12).
+// Which upstream: smooth weighted round-robin, least_conn, ip_hash (lessons 12, 15).
 pub mod balance;
+// Per-upstream health: passive ejection, half-open probes, active-check thresholds (lesson 15).
+pub mod health;
+// When a failed request may go elsewhere, and the retry budget (lesson 15).
+pub mod retry;
+// The upstreams of a group and their bookkeeping; choosing one for an attempt (lessons 12, 15).
+pub mod group;
+// Token buckets per client address or global, in a bounded table (lesson 15).
+pub mod rate_limit;
 // Per-upstream LIFO pool of idle keep-alive connections (lesson 12).
 pub mod pool;
 // Hashed timer wheel: O(1) insert and cancel, sleep until the next deadline (lesson 10).
@@ -44,8 +52,12 @@ pub mod splice;
 pub mod reactor;
 // Counters and a latency histogram owned by the loop (lesson 13).
 pub mod metrics;
-// The metrics listener's pages: Prometheus text, JSON, HTML panel (lesson 13).
+// The last few minutes of requests/s, p99 and errors, one sample a second (lesson 13).
+pub mod series;
+// The metrics listener's pages: Prometheus text, JSON (lesson 13).
 pub mod admin;
+// The HTML panel: figures, upstream health, the last minutes charted (lesson 13).
+pub mod panel;
 // One line per request (lesson 14).
 pub mod access_log;
 

@@ -117,7 +117,7 @@ impl ErrorKind {
 }
 
 /// Every timeout kind, in a fixed order for the counters.
-pub const TIMEOUT_KINDS: [TimeoutKind; 10] = [
+pub const TIMEOUT_KINDS: [TimeoutKind; 11] = [
     TimeoutKind::Connect,
     TimeoutKind::UpstreamRead,
     TimeoutKind::ClientBody,
@@ -128,6 +128,7 @@ pub const TIMEOUT_KINDS: [TimeoutKind; 10] = [
     TimeoutKind::TunnelIdle,
     TimeoutKind::Queue,
     TimeoutKind::Linger,
+    TimeoutKind::HealthCheck,
 ];
 
 /// Label for a timeout kind in metrics (`connect`, `upstream_read`, ...).
@@ -143,6 +144,7 @@ pub fn timeout_label(kind: TimeoutKind) -> &'static str {
         TimeoutKind::TunnelIdle => "tunnel_idle",
         TimeoutKind::Queue => "queue",
         TimeoutKind::Linger => "linger",
+        TimeoutKind::HealthCheck => "health_check",
     }
 }
 
@@ -156,6 +158,11 @@ pub struct UpstreamCounters {
     pub connects: u64,
     /// Connects that failed.
     pub connect_failures: u64,
+    /// Times health took it out of rotation (checks or ejection).
+    pub ejections: u64,
+    /// Active health checks that passed, and that failed.
+    pub checks_passed: u64,
+    pub checks_failed: u64,
 }
 
 /// Everything counted since start.
@@ -178,6 +185,12 @@ pub struct Metrics {
     #[serde(skip)]
     pub errors: [u64; ErrorKind::ALL.len()],
     pub latency: Histogram,
+    /// Requests sent again to another upstream (`retries`).
+    pub retries: u64,
+    /// Retries the retry budget refused.
+    pub retry_budget_refusals: u64,
+    /// Requests answered 429 by `rate_limit`.
+    pub rate_limited: u64,
 }
 
 impl Metrics {
@@ -198,6 +211,9 @@ impl Metrics {
             timeouts: [0; TIMEOUT_KINDS.len()],
             errors: [0; ErrorKind::ALL.len()],
             latency: Histogram::default(),
+            retries: 0,
+            retry_budget_refusals: 0,
+            rate_limited: 0,
         }
     }
 
@@ -294,6 +310,9 @@ impl Metrics {
                 mine.requests += theirs.requests;
                 mine.connects += theirs.connects;
                 mine.connect_failures += theirs.connect_failures;
+                mine.ejections += theirs.ejections;
+                mine.checks_passed += theirs.checks_passed;
+                mine.checks_failed += theirs.checks_failed;
             }
         }
         self.accepted_connections += other.accepted_connections;
@@ -310,6 +329,9 @@ impl Metrics {
         }
         self.latency.sum_us += other.latency.sum_us;
         self.latency.count += other.latency.count;
+        self.retries += other.retries;
+        self.retry_budget_refusals += other.retry_budget_refusals;
+        self.rate_limited += other.rate_limited;
     }
 
     /// Count per status class: index 0 = no status, 1 = 1xx ... 5 = 5xx.
@@ -337,6 +359,16 @@ impl Gauges {
                 *m += t;
             }
         }
+        // Each worker keeps its own health verdicts: an upstream is shown
+        // up only if every worker has it up, and the worst state is named.
+        for (m, t) in self.upstream_up.iter_mut().zip(&other.upstream_up) {
+            *m &= t;
+        }
+        for (m, t) in self.upstream_state.iter_mut().zip(&other.upstream_state) {
+            if *t != "up" {
+                *m = t;
+            }
+        }
     }
 }
 
@@ -349,6 +381,10 @@ pub struct Gauges {
     pub upstream_active: Vec<usize>,
     pub upstream_idle: Vec<usize>,
     pub upstream_queued: Vec<usize>,
+    /// Health: in rotation (`ferroxy_upstream_up`), and as a word
+    /// (`up`, `down`, `half-open`).
+    pub upstream_up: Vec<bool>,
+    pub upstream_state: Vec<&'static str>,
     pub buffer_bytes: usize,
     /// Requests per second over the last few seconds.
     pub requests_per_second: f64,

@@ -42,6 +42,8 @@ pub enum TimeoutKind {
     Queue,
     /// The lingering close after a final answer ran out of patience.
     Linger,
+    /// `health.timeout_ms`: an active health check took too long (it fails).
+    HealthCheck,
 }
 
 impl TimeoutKind {
@@ -56,6 +58,7 @@ impl TimeoutKind {
             TimeoutKind::Keepalive => "keepalive_ms",
             TimeoutKind::TunnelIdle => "tunnel_idle_ms",
             TimeoutKind::Linger => "linger",
+            TimeoutKind::HealthCheck => "health.timeout_ms",
         }
     }
 }

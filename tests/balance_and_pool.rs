@@ -1,32 +1,10 @@
-//! Stories about choosing an upstream and parking idle connections, told
-//! without sockets: the balancer and the pool only count.
+//! Stories about parking idle connections, told without sockets: the pool
+//! only counts.
 
-use ferroxy::balance::RoundRobin;
 use ferroxy::pool::IdlePool;
 
-/// Two upstreams, a hundred picks: exactly fifty each, alternating.
-#[test]
-fn round_robin_alternates_evenly() {
-    let mut rr = RoundRobin::new(2);
-    let picks: Vec<usize> = (0..100).map(|_| rr.pick()).collect();
-    assert_eq!(
-        picks.iter().filter(|&&i| i == 0).count(),
-        50,
-        "50 of 100 to upstream 0"
-    );
-    assert!(
-        picks.windows(2).all(|w| w[0] != w[1]),
-        "picks must alternate"
-    );
-}
-
-/// Failing over walks the list and wraps around.
-#[test]
-fn failover_wraps_around() {
-    let rr = RoundRobin::new(3);
-    assert_eq!(rr.after(0), 1);
-    assert_eq!(rr.after(2), 0);
-}
+// The balancer's stories (smooth weighted round-robin, least_conn, ip_hash)
+// are in tests/balancer.rs.
 
 /// The pool is LIFO: the connection parked last is the warmest, so it is
 /// reused first.

@@ -1338,7 +1338,11 @@ fn the_panel_escapes_what_it_shows() {
         address: "<b>&\"x\"</b>".to_string(),
         ..Default::default()
     });
-    let html = admin::panel(&metrics, &Gauges::default());
+    let html = ferroxy::panel::panel(
+        &metrics,
+        &Gauges::default(),
+        &ferroxy::series::Series::new(),
+    );
     assert!(
         html.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"),
         "escaped address missing:\n{html}"

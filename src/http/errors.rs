@@ -101,10 +101,9 @@ pub(crate) fn write_decimal(mut n: u64, buf: &mut [u8]) -> &[u8] {
     &buf[start..]
 }
 
-/// The size of [`write_error_response`]'s answer for `status` (no extra
-/// headers), for the access log.
-pub fn error_response_len(status: u16) -> usize {
+/// The size of [`write_error_response`]'s answer, for the access log.
+pub fn error_response_len(status: u16, extra_headers: &[&str]) -> usize {
     let mut answer = Vec::new();
-    write_error_response(status, &[], &mut answer);
+    write_error_response(status, extra_headers, &mut answer);
     answer.len()
 }

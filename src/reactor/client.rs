@@ -19,7 +19,7 @@ use log::{debug, info, trace, warn};
 use slab::Slab;
 use socket2::SockRef;
 
-use super::{Gone, Progress, Reactor, client_in, exchange_in};
+use super::{Gone, Progress, Reactor, client_in, exchange_in, resilience};
 use crate::access_log::{self, AccessLine};
 use crate::admin;
 use crate::buffer::{Buffer, BufferPool};
@@ -28,6 +28,7 @@ use crate::conn::{
     WriteOutcome, read_into, write_two, write_two_before_fin,
 };
 use crate::exchange::{Exchange, Failure, ResponseState};
+use crate::health::Outcome;
 use crate::http::errors::{error_response_len, write_error_response};
 use crate::http::request::{RequestError, RequestHead, parse_request};
 use crate::metrics::ErrorKind;
@@ -120,7 +121,7 @@ impl Reactor {
             return;
         };
         let waited = now.saturating_sub(client.head_started_ms.unwrap_or(client.since_ms));
-        let bytes_out = error_response_len(status) as u64;
+        let bytes_out = error_response_len(status, &[]) as u64;
         // The metrics listener's own refusals are not proxy traffic.
         let admin = client.admin;
         access_log::log(&AccessLine {
@@ -151,7 +152,7 @@ impl Reactor {
         let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
         let before = client.out.pending().len();
-        let status = admin::answer(&head, &metrics, &gauges, client.out.compose());
+        let status = admin::answer(&head, &metrics, &gauges, &self.series, client.out.compose());
         access_log::log(&AccessLine {
             client: client.peer,
             request: Some(&head),
@@ -175,11 +176,15 @@ impl Reactor {
 
     /// Queue an error answer of the proxy's own and move to `Closing`.
     pub(super) fn answer_and_close(&mut self, key: usize, status: u16) {
+        self.answer_and_close_with(key, status, &[]);
+    }
+
+    fn answer_and_close_with(&mut self, key: usize, status: u16, extra_headers: &[&str]) {
         let now = self.now;
         if let Ok((_, client)) = client_in(&mut self.conns, key) {
             // Unread request bytes are moot now; `Closing` discards the rest.
             client.inbuf.clear();
-            write_error_response(status, &[], client.out.compose());
+            write_error_response(status, extra_headers, client.out.compose());
             trace!("connection {key}: answering {status} -> closing");
             client.phase = ClientPhase::Closing(Closing {
                 since_ms: now,
@@ -248,7 +253,6 @@ impl Reactor {
 
     /// A request head arrived: pick an upstream and get a connection to it.
     fn begin_exchange(&mut self, key: usize, head: RequestHead) -> Progress {
-        let index = self.upstreams.balancer.pick();
         let draining = self.draining_until.is_some();
         let now = self.now;
         let (io, client) = client_in(&mut self.conns, key)?;
@@ -263,7 +267,9 @@ impl Reactor {
             client.nodelay = true;
         }
         let timeouts = self.settings.timeouts.clone();
-        let mut exchange = Exchange::new(head, index, timeouts, Instant::now(), now);
+        let mut exchange = Exchange::new(head, 0, timeouts, Instant::now(), now);
+        exchange.in_flight = true;
+        self.retry_budget.request_started();
         // Shutting down: serve this one, then close.
         exchange.close_client |= draining;
         // Body bytes that came with the head are judged before any upstream
@@ -273,7 +279,15 @@ impl Reactor {
         if let Err(failure) = classified {
             return self.handle_failure(key, failure);
         }
-        self.assign_upstream(key, index)
+        if let Err(seconds) = self.rate_limited(key) {
+            self.metrics.rate_limited += 1;
+            let retry_after = format!("Retry-After: {seconds}");
+            return self.fail_with(key, 429, &[&retry_after], "rate_limit: no token left");
+        }
+        match self.start_attempt(key) {
+            Some(progress) => progress,
+            None => self.fail(key, 502, "no upstream to try"),
+        }
     }
 
     /// `Exchanging`: move both directions of a request as far as they go.
@@ -358,6 +372,15 @@ impl Reactor {
         }
         if ex.response_started() && ex.response_head_ms.is_none() {
             ex.response_head_ms = Some(now);
+            // A well-formed head is the upstream's proof of health (its own
+            // 5xx included: it answered).
+            resilience::report(
+                &mut self.upstreams,
+                &mut self.metrics,
+                ex,
+                Outcome::Success,
+                now,
+            );
         }
         if ex.pipe.is_none() && ex.may_splice(&up.inbuf, &client.out) {
             match Pipe::new() {
@@ -471,12 +494,19 @@ impl Reactor {
             {
                 self.retry(key, &failure)
             }
-            Failure::UpstreamWrite(_) | Failure::UpstreamRead(_) | Failure::UpstreamClosedEarly
+            Failure::UpstreamWrite(_)
+            | Failure::UpstreamRead(_)
+            | Failure::UpstreamClosedEarly
+            | Failure::BadResponse(_)
                 if can_answer =>
             {
-                self.fail(key, 502, &describe(&failure))
+                let why = describe(&failure);
+                self.report_attempt(key, Outcome::Failure);
+                if let Some(progress) = self.retry_elsewhere(key, &why, true) {
+                    return progress;
+                }
+                self.fail(key, 502, &why)
             }
-            Failure::BadResponse(why) if can_answer => self.fail(key, 502, why),
             other => self.abort(key, &describe(&other)),
         }
     }
@@ -484,10 +514,21 @@ impl Reactor {
     /// The proxy answers the client itself (502, 400, 504, ...) and closes
     /// it; the upstream connection, if any, is closed, never pooled.
     pub(super) fn fail(&mut self, key: usize, status: u16, why: &str) -> Progress {
+        self.fail_with(key, status, &[], why)
+    }
+
+    /// [`Reactor::fail`] with extra header lines (`Retry-After: 1`).
+    pub(super) fn fail_with(
+        &mut self,
+        key: usize,
+        status: u16,
+        extra_headers: &[&str],
+        why: &str,
+    ) -> Progress {
         self.leave_queue(key);
         let ex = exchange_in(&mut self.conns, key)?;
         ex.status = status;
-        ex.response_bytes += error_response_len(status) as u64;
+        ex.response_bytes += error_response_len(status, extra_headers) as u64;
         let upstream = ex.upstream.take();
         let addr = upstream_label(ex);
         warn!("answering {status} (upstream {addr}): {why}");
@@ -495,7 +536,7 @@ impl Reactor {
         if let Some(upstream) = upstream {
             self.close(upstream);
         }
-        self.answer_and_close(key, status);
+        self.answer_and_close_with(key, status, extra_headers);
         Ok(true)
     }
 
@@ -573,9 +614,16 @@ impl Reactor {
             return;
         };
         let peer = client.peer;
-        let ClientPhase::Exchanging(ex) = &client.phase else {
+        let ClientPhase::Exchanging(ex) = &mut client.phase else {
             return;
         };
+        resilience::exchange_ended(
+            &mut self.retry_budget,
+            &mut self.upstreams,
+            &mut self.metrics,
+            ex,
+            now,
+        );
         // Its index in the current list (a reload may have renumbered it),
         // if a connection to it was ever made: a refused connect forwarded
         // nothing.

@@ -15,9 +15,10 @@ use mio::Interest;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use super::{Reactor, Settings, Upstreams};
+use super::{Reactor, Settings};
 use crate::config::Config;
 use crate::conn::{ClientPhase, Role, UpstreamPhase};
+use crate::group::UpstreamGroup;
 
 impl Reactor {
     /// Route SIGTERM, SIGINT and SIGHUP into the loop.
@@ -70,6 +71,8 @@ impl Reactor {
                 },
                 Role::Upstream(up) if up.phase == UpstreamPhase::Idle => idle.push(key),
                 Role::Upstream(_) => {}
+                // Checks stop with the proxy: nothing waits for their answer.
+                Role::Check(_) => idle.push(key),
             }
         }
         for key in &idle {
@@ -132,29 +135,37 @@ impl Reactor {
         if new_addrs != self.upstreams.addrs || config.upstreams.len() != self.upstreams.hosts.len()
         {
             let generation = self.upstreams.generation + 1;
-            let Upstreams {
-                mut pool, waiting, ..
+            let UpstreamGroup {
+                mut pool,
+                waiting,
+                health,
+                ..
             } = std::mem::replace(
                 &mut self.upstreams,
-                Upstreams::from_config(config, new_addrs, generation),
+                UpstreamGroup::from_config(config, new_addrs, generation),
             );
+            // Upstreams that stay keep their verdicts; new ones start up.
+            self.upstreams.inherit_health(health);
             // Idle connections to the old list go now; queued requests are
             // spread over the new list.
             for key in pool.drain_all() {
                 self.close(key);
             }
-            for waiting in waiting {
-                for id in waiting {
-                    let index = self.upstreams.balancer.pick();
-                    if let Ok(ex) = super::exchange_in(&mut self.conns, id.key) {
-                        ex.upstream_index = index;
-                    }
-                    self.upstreams.waiting[index].push_back(id);
+            let count = self.upstreams.len();
+            for (n, id) in waiting.into_iter().flatten().enumerate() {
+                let index = n % count;
+                if let Ok(ex) = super::exchange_in(&mut self.conns, id.key) {
+                    ex.upstream_index = index;
+                    // Indices of the old list mean nothing in the new one.
+                    ex.tried.clear();
+                    ex.tried.insert(index);
                 }
+                self.upstreams.waiting[index].push_back(id);
             }
             self.metrics.set_upstreams(&self.upstreams.addrs);
             self.slots_freed = true;
         } else {
+            self.upstreams.reconfigure(config);
             let excess = self
                 .upstreams
                 .pool
@@ -163,6 +174,18 @@ impl Reactor {
                 self.close(key);
             }
         }
+        self.rate_limiter = match (self.rate_limiter.take(), &config.rate_limit) {
+            (Some(mut limiter), Some(settings)) => {
+                // Buckets survive a reload, as health does.
+                let per = super::rate_limit_per(settings);
+                limiter.reconfigure(settings.rps, settings.burst(), per);
+                Some(limiter)
+            }
+            (None, Some(settings)) => Some(super::rate_limiter_for(settings)),
+            (_, None) => None,
+        };
+        // Checks follow the new list and settings, from now.
+        self.schedule_checks();
         self.settings = Settings::from_config(config);
         self.buffers.resize(self.settings.client_buffer_bytes);
         if config.workers != self.workers {

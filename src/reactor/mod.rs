@@ -29,7 +29,9 @@
 //! reactor's methods already live in the four files above.
 
 mod client;
+mod checks;
 mod lifecycle;
+mod resilience;
 mod time;
 mod upstream;
 
@@ -48,17 +50,20 @@ use mio::{Events, Interest, Poll, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::balance::RoundRobin;
 use crate::buffer::{Buffer, BufferPool};
-use crate::config::{Config, Timeouts};
+use crate::config::{Config, RateLimitConfig, RateLimitPer, Timeouts};
 use crate::conn::{Client, ClientPhase, Conn, Io, Outbox, Readiness, Role, UpstreamPhase};
 use crate::exchange::Exchange;
+use crate::group::UpstreamGroup;
 use crate::http::errors::write_error_response;
 use crate::http::head::HeadLimits;
 use crate::metrics::{ErrorKind, Gauges, Metrics, RateWindow};
-use crate::pool::IdlePool;
+use crate::rate_limit::{Per, RateLimiter};
+use crate::retry::RetryBudget;
+use crate::series::Series;
 use crate::timer::TimerWheel;
 use crate::token::{ADMIN_LISTENER, ConnId, LISTENER, SIGNALS, WAKER};
+use time::Due;
 
 /// Bytes one connection may read per turn before the others get theirs.
 /// Without a budget, one fast download keeps the loop busy with a single
@@ -149,6 +154,18 @@ impl Settings {
     }
 }
 
+/// The reactor's limiter for a `rate_limit` section.
+fn rate_limiter_for(settings: &RateLimitConfig) -> RateLimiter {
+    RateLimiter::new(settings.rps, settings.burst(), rate_limit_per(settings))
+}
+
+fn rate_limit_per(settings: &RateLimitConfig) -> Per {
+    match settings.per {
+        RateLimitPer::ClientIp => Per::ClientIp,
+        RateLimitPer::Global => Per::Global,
+    }
+}
+
 /// With several workers: where each shares a copy of its figures, so the
 /// one that owns the metrics listener can add them all up when scraped.
 /// Written at most every [`SHARE_EVERY_MS`] by each worker, read only on a
@@ -159,43 +176,6 @@ struct SharedFigures {
 
 /// How often a worker copies its figures for the metrics listener.
 const SHARE_EVERY_MS: u64 = 100;
-
-/// The upstreams the proxy forwards to, and the per-upstream bookkeeping
-/// that goes with them. Replaced as a whole when a reload changes the list.
-struct Upstreams {
-    addrs: Vec<SocketAddr>,
-    /// `host:port` per upstream, for an HTTP/1.0 request without `Host`.
-    hosts: Vec<String>,
-    balancer: RoundRobin,
-    pool: IdlePool,
-    /// Open connections per upstream (connecting, active, idle), for
-    /// `max_conns_per_upstream`.
-    open: Vec<usize>,
-    /// Requests waiting for a connection slot, per upstream, oldest first.
-    waiting: Vec<VecDeque<ConnId>>,
-    /// Bumped by each reload that changes the list; connections from an
-    /// older list are closed instead of pooled or counted.
-    generation: u64,
-}
-
-impl Upstreams {
-    fn from_config(config: &Config, addrs: Vec<SocketAddr>, generation: u64) -> Upstreams {
-        let count = addrs.len();
-        Upstreams {
-            hosts: config
-                .upstreams
-                .iter()
-                .map(|u| format!("{}:{}", u.host, u.port))
-                .collect(),
-            balancer: RoundRobin::new(count),
-            pool: IdlePool::new(count, config.limits.max_idle_per_upstream),
-            open: vec![0; count],
-            waiting: vec![VecDeque::new(); count],
-            addrs,
-            generation,
-        }
-    }
-}
 
 /// The loop and everything it owns.
 pub struct Reactor {
@@ -209,7 +189,11 @@ pub struct Reactor {
     conns: Slab<Conn>,
     /// Stamped into each new connection's token (see [`crate::token`]).
     next_generation: u32,
-    upstreams: Upstreams,
+    upstreams: UpstreamGroup,
+    /// Requests and retries in flight (see `src/retry.rs`).
+    retry_budget: RetryBudget,
+    /// `rate_limit`, when configured.
+    rate_limiter: Option<RateLimiter>,
     settings: Settings,
     /// Connections that used up their turn's budget with work left.
     ready: VecDeque<ConnId>,
@@ -218,6 +202,10 @@ pub struct Reactor {
     buffers: BufferPool,
     metrics: Metrics,
     rate: RateWindow,
+    /// The panel's last few minutes, sampled once a second by the worker
+    /// that owns the metrics listener (all workers' figures added up).
+    series: Series,
+    series_due_ms: u64,
     /// With several workers: this worker's index and the figures shared
     /// among them (see [`SharedFigures`]).
     shared_figures: Option<(usize, Arc<SharedFigures>)>,
@@ -229,7 +217,12 @@ pub struct Reactor {
     /// consistent).
     epoch: Instant,
     now: u64,
-    timers: TimerWheel<ConnId>,
+    timers: TimerWheel<Due>,
+    /// Bumped when the health-check schedule is redrawn (start, reload):
+    /// a check timer of an older round does nothing.
+    check_round: u64,
+    /// Health checks in flight (slab entries of role `Check`).
+    checks_open: usize,
     /// A connection slot or an idle connection was freed this turn: the
     /// waiting queues get a look at the end of it.
     slots_freed: bool,
@@ -296,17 +289,23 @@ impl Reactor {
             ),
             metrics: Metrics::new(&upstream_addrs),
             rate: RateWindow::default(),
+            series: Series::new(),
+            series_due_ms: 0,
             shared_figures: None,
             shared_at: (0, 0),
             conns: Slab::with_capacity(1024),
             next_generation: 0,
-            upstreams: Upstreams::from_config(config, upstream_addrs.clone(), 0),
+            upstreams: UpstreamGroup::from_config(config, upstream_addrs.clone(), 0),
+            retry_budget: RetryBudget::default(),
+            rate_limiter: config.rate_limit.as_ref().map(rate_limiter_for),
             settings: Settings::from_config(config),
             ready: VecDeque::new(),
             clients: 0,
             epoch: Instant::now(),
             now: 0,
             timers: TimerWheel::new(WHEEL_TICK_MS, WHEEL_SLOTS, 0),
+            check_round: 0,
+            checks_open: 0,
             slots_freed: false,
             accept_retry_at: None,
             accept_stalled: false,
@@ -337,6 +336,7 @@ impl Reactor {
     /// when another thread sets the stop flag and wakes it.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        self.schedule_checks();
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -384,6 +384,7 @@ impl Reactor {
             self.retry_accept();
             self.serve_queues();
             self.rate.sample(self.now, self.metrics.requests);
+            self.sample_series();
             self.share_figures();
             if self.drained() {
                 info!("shutdown complete");
@@ -600,6 +601,18 @@ impl Reactor {
         if let Some(timer) = conn.io.timer {
             self.timers.cancel(timer.id);
         }
+        if let Role::Client(c) = &mut conn.role
+            && let ClientPhase::Exchanging(ex) = &mut c.phase
+        {
+            // Closed mid-exchange without an answer of its own.
+            resilience::exchange_ended(
+                &mut self.retry_budget,
+                &mut self.upstreams,
+                &mut self.metrics,
+                ex,
+                self.now,
+            );
+        }
         match &conn.role {
             Role::Client(c) => {
                 if c.admin {
@@ -608,6 +621,10 @@ impl Reactor {
                     self.clients -= 1;
                 }
                 trace!("closed client {} (connection {key})", c.peer);
+            }
+            Role::Check(check) => {
+                self.checks_open -= 1;
+                trace!("closed health check connection {key} to {}", check.addr);
             }
             Role::Upstream(u) => {
                 if u.list_generation == self.upstreams.generation {
@@ -651,6 +668,7 @@ impl Reactor {
             match &conn.role {
                 Role::Client(_) => "client",
                 Role::Upstream(_) => "upstream",
+                Role::Check(_) => "health check",
             },
             event.is_readable(),
             event.is_writable(),
@@ -658,6 +676,7 @@ impl Reactor {
         );
         match &conn.role {
             Role::Client(_) => self.drive(id.key),
+            Role::Check(_) => self.drive_check(id.key),
             // Idle pooled connections stay registered WRITABLE too (changing
             // that would cost an epoll_ctl on every park and reuse); a
             // writable edge alone says nothing about them.
@@ -731,7 +750,7 @@ impl Reactor {
                 ClientPhase::Tunnel(t) => Some(t.upstream),
                 _ => None,
             },
-            Role::Upstream(_) => None,
+            Role::Upstream(_) | Role::Check(_) => None,
         }
     }
 
@@ -818,6 +837,19 @@ impl Reactor {
         );
     }
 
+    /// Once a second, if this worker serves the panel: one sample of the
+    /// whole proxy's figures for its charts.
+    fn sample_series(&mut self) {
+        if self.admin_listener.is_none() || self.now < self.series_due_ms {
+            return;
+        }
+        self.series_due_ms = self.now + 1000;
+        let (metrics, _) = self.figures();
+        let errors = metrics.by_class()[5];
+        self.series
+            .offer(self.now, metrics.requests, errors, &metrics.latency);
+    }
+
     /// What the metrics pages show: this worker's figures, plus every other
     /// worker's last shared copy.
     fn figures(&self) -> (Metrics, Gauges) {
@@ -849,6 +881,10 @@ impl Reactor {
                 .collect(),
             upstream_idle: idle,
             upstream_queued: self.upstreams.waiting.iter().map(VecDeque::len).collect(),
+            upstream_up: (0..count).map(|i| self.upstreams.health.is_up(i)).collect(),
+            upstream_state: (0..count)
+                .map(|i| self.upstreams.health.state_name(i, self.now))
+                .collect(),
             buffer_bytes: self.stats.buffer_bytes,
             requests_per_second: self.rate.per_second(self.now, self.metrics.requests),
         }
@@ -860,7 +896,8 @@ impl Reactor {
         };
         self.stats.connections = self.conns.len();
         self.stats.client_connections = self.clients;
-        self.stats.upstream_connections = self.conns.len() - self.clients - self.admin_clients;
+        self.stats.upstream_connections =
+            self.conns.len() - self.clients - self.admin_clients - self.checks_open;
         self.stats.idle_upstream_connections = self.upstreams.pool.len();
         self.stats.queued_requests = self.upstreams.waiting.iter().map(VecDeque::len).sum();
         self.stats.timers = self.timers.len();

@@ -29,7 +29,19 @@ use super::client::upstream_label;
 use super::{Reactor, exchange_in};
 use crate::conn::{ArmedTimer, ClientPhase, Conn, Role, UpstreamPhase};
 use crate::exchange::ResponseState;
+use crate::health::Outcome;
 use crate::timeouts::{Earliest, LINGER_MS, TimeoutKind};
+use crate::token::ConnId;
+
+/// What a timer in the wheel is for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Due {
+    /// A connection's earliest deadline (one timer per connection).
+    Conn(ConnId),
+    /// Time to check an upstream again (`health.interval_ms`); `round`
+    /// says which schedule it belongs to (see `Reactor::check_round`).
+    Check { upstream: usize, round: u64 },
+}
 
 impl Reactor {
     /// The earliest deadline connection `key` is under now, and its kind.
@@ -43,6 +55,11 @@ impl Reactor {
                 if up.phase == UpstreamPhase::Idle {
                     earliest.consider(up.parked_ms + t.keepalive_ms, TimeoutKind::Keepalive);
                 }
+                return earliest.get();
+            }
+            Role::Check(check) => {
+                let timeout = self.upstreams.health.checks().map_or(0, |h| h.timeout_ms);
+                earliest.consider(check.started_ms + timeout, TimeoutKind::HealthCheck);
                 return earliest.get();
             }
             Role::Client(client) => client,
@@ -158,7 +175,7 @@ impl Reactor {
             "connection {key}: timer set for {} at {deadline} ms",
             kind.config_key()
         );
-        let id = self.timers.insert(deadline, conn.io.id);
+        let id = self.timers.insert(deadline, Due::Conn(conn.io.id));
         conn.io.timer = Some(ArmedTimer {
             id,
             deadline_ms: deadline,
@@ -168,8 +185,15 @@ impl Reactor {
     /// Fire every timer due by now.
     pub(super) fn expire_timers(&mut self) {
         let mut due = Vec::new();
-        self.timers.expire(self.now, |id| due.push(id));
-        for id in due {
+        self.timers.expire(self.now, |timer| due.push(timer));
+        for timer in due {
+            let id = match timer {
+                Due::Conn(id) => id,
+                Due::Check { upstream, round } => {
+                    self.check_due(upstream, round);
+                    continue;
+                }
+            };
             // The generation check: a timer for a connection that closed
             // (and whose slot a new connection took) does nothing.
             if !self.is_current(id) {
@@ -202,6 +226,10 @@ impl Reactor {
         let (peer, role) = match &self.conns[key].role {
             Role::Client(c) => (c.peer.to_string(), "client"),
             Role::Upstream(u) => (u.addr.to_string(), "upstream"),
+            Role::Check(_) => {
+                self.check_failed(key, "no answer within health.timeout_ms");
+                return;
+            }
         };
         let upstream = exchange_in(&mut self.conns, key)
             .map(|ex| upstream_label(ex))
@@ -220,6 +248,8 @@ impl Reactor {
             )
         };
         let outcome = match kind {
+            // Answered above: checks never get this far.
+            TimeoutKind::HealthCheck => return,
             TimeoutKind::Keepalive => {
                 warn!("timeout {what}: closing idle {context}");
                 self.close(key);
@@ -240,16 +270,33 @@ impl Reactor {
                 Ok(true)
             }
             TimeoutKind::Queue => answer(self, 503, "no connection slot freed"),
-            TimeoutKind::Connect => answer(self, 504, "connect did not complete"),
+            TimeoutKind::Connect => {
+                self.report_attempt(key, Outcome::Failure);
+                match self.retry_elsewhere(key, &format!("timeout {what}"), false) {
+                    Some(progress) => progress,
+                    None => answer(self, 504, "connect did not complete"),
+                }
+            }
             TimeoutKind::Total if sending_body => {
                 answer(self, 408, "client still sending its body")
             }
-            TimeoutKind::Total => answer(self, 504, "no response head"),
+            TimeoutKind::Total => {
+                // No retry: the request's whole time is spent.
+                self.report_attempt(key, Outcome::Failure);
+                answer(self, 504, "no response head")
+            }
             TimeoutKind::ClientBody if can_answer => {
                 answer(self, 408, "client stalled sending its body")
             }
-            TimeoutKind::UpstreamRead if can_answer => answer(self, 504, "upstream sent nothing"),
+            TimeoutKind::UpstreamRead if can_answer => {
+                self.report_attempt(key, Outcome::Failure);
+                match self.retry_elsewhere(key, &format!("timeout {what}"), true) {
+                    Some(progress) => progress,
+                    None => answer(self, 504, "upstream sent nothing"),
+                }
+            }
             TimeoutKind::Write if can_answer => {
+                self.report_attempt(key, Outcome::Failure);
                 answer(self, 504, "upstream stopped reading the request")
             }
             TimeoutKind::ClientBody | TimeoutKind::UpstreamRead | TimeoutKind::Write => {

@@ -18,6 +18,7 @@ use super::{Progress, Reactor, client_in, exchange_in};
 use crate::buffer::Buffer;
 use crate::conn::{Conn, Role, Upstream, UpstreamPhase};
 use crate::exchange::Failure;
+use crate::health::Outcome;
 
 impl Reactor {
     /// Give the exchange a connection, preferring upstream `index` (see the
@@ -26,11 +27,22 @@ impl Reactor {
         let count = self.upstreams.addrs.len();
         let limit = self.settings.max_conns_per_upstream;
         for candidate in (0..count).map(|k| (index + k) % count) {
+            // Overflow goes only to upstreams in rotation that this request
+            // has not tried: a full upstream is no excuse to hit a down one.
+            if candidate != index {
+                let tried = exchange_in(&mut self.conns, key)?.tried.contains(candidate);
+                if tried || !self.upstreams.health.is_up(candidate) {
+                    continue;
+                }
+            }
             if let Some(idle) = self.upstreams.pool.take(candidate) {
-                exchange_in(&mut self.conns, key)?.upstream_index = candidate;
+                let ex = exchange_in(&mut self.conns, key)?;
+                ex.upstream_index = candidate;
+                ex.tried.insert(candidate);
                 return self.link(key, idle, true);
             }
             if self.upstreams.open[candidate] < limit {
+                exchange_in(&mut self.conns, key)?.tried.insert(candidate);
                 return self.connect_upstream(key, candidate);
             }
         }
@@ -219,9 +231,11 @@ impl Reactor {
     }
 
     /// A connect failed. Nothing was sent, so any request may move on to
-    /// the next upstream; when every upstream has refused, 502.
+    /// an upstream it has not tried (a free move, not one of `retries`:
+    /// a refusal costs the upstream nothing); when every upstream has been
+    /// tried, `retries` may allow one more round, else 502.
     fn connect_failed(&mut self, key: usize, e: &io::Error) -> Progress {
-        let upstream_count = self.upstreams.addrs.len();
+        self.report_attempt(key, Outcome::Failure);
         let ex = exchange_in(&mut self.conns, key)?;
         let failed = ex.upstream_index;
         ex.upstream = None;
@@ -235,11 +249,16 @@ impl Reactor {
             "connect to upstream {} failed: {e}",
             super::client::upstream_label(ex)
         );
-        if ex.connect_failures >= upstream_count {
-            return self.fail(key, 502, "no upstream accepted the connection");
+        let all_tried = ex.tried.count() >= self.upstreams.len();
+        let moved = if all_tried {
+            self.retry_elsewhere(key, &format!("connect failed: {e}"), false)
+        } else {
+            self.start_attempt(key)
+        };
+        match moved {
+            Some(progress) => progress,
+            None => self.fail(key, 502, "no upstream accepted the connection"),
         }
-        let next = self.upstreams.balancer.after(failed);
-        self.assign_upstream(key, next)
     }
 
     /// A reused connection died before answering an idempotent request:
@@ -260,8 +279,10 @@ impl Reactor {
             self.connect_upstream(key, index)
         } else {
             // The list changed under a reload: choose afresh.
-            let index = self.upstreams.balancer.pick();
-            self.assign_upstream(key, index)
+            match self.start_attempt(key) {
+                Some(progress) => progress,
+                None => self.fail(key, 502, "no upstream to try"),
+            }
         }
     }
 

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ferroxy::config::{Config, Limits, Logging, Timeouts, UpstreamConfig};
+use ferroxy::config::{Balancing, Config, Limits, Logging, Timeouts, UpstreamConfig};
 use ferroxy::reactor::{self, ProxyHandle, Stats};
 
 /// How long a client waits for any single read or write before failing the
@@ -85,6 +85,7 @@ pub fn config_for(upstreams: &[SocketAddr]) -> Config {
             .map(|addr| UpstreamConfig {
                 host: addr.ip().to_string(),
                 port: addr.port(),
+                weight: 1,
             })
             .collect(),
         timeouts: Timeouts {
@@ -108,6 +109,10 @@ pub fn config_for(upstreams: &[SocketAddr]) -> Config {
         },
         metrics: None,
         workers: 1,
+        balancing: Balancing::RoundRobin,
+        retries: 0,
+        health: None,
+        rate_limit: None,
     }
 }
 
@@ -1716,6 +1721,33 @@ impl Upstream {
         })
     }
 
+    /// An upstream whose health a story flips. While `sick` is set it
+    /// answers `/healthz` with 503 and hangs up on every other request
+    /// without a word (a 502-class failure for the proxy); otherwise it is
+    /// [`Upstream::echo`], and `/healthz` is 200.
+    pub fn flaky(label: &str, sick: Arc<AtomicBool>) -> Upstream {
+        Upstream::start(label, move |conn| {
+            while let Some(req) = conn.read_request() {
+                let ill = sick.load(Ordering::SeqCst);
+                if req.target == "/healthz" {
+                    let status = if ill {
+                        "503 Service Unavailable"
+                    } else {
+                        "200 OK"
+                    };
+                    let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                    if !conn.write(answer.as_bytes()) {
+                        return;
+                    }
+                    continue;
+                }
+                if ill || !serve_echo(conn, &req) {
+                    return;
+                }
+            }
+        })
+    }
+
     /// [`Upstream::echo`] with two more targets, for stories that mix
     /// fast, slow and hanging requests on one upstream:
     /// `/delay/MS...` answers like echo after MS milliseconds, and `/hang`
@@ -1997,4 +2029,12 @@ pub fn websocket_upgrade_request() -> Vec<u8> {
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
         "Sec-WebSocket-Version: 13",
     ])
+}
+
+/// The value of one sample in Prometheus text, e.g.
+/// `metric_value(&text, "ferroxy_upstream_up{upstream=\"127.0.0.1:9001\"}")`.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }

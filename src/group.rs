@@ -1,0 +1,163 @@
+//! The upstreams a request may go to, and everything the proxy keeps per
+//! upstream: balancer, health, idle pool, open-connection counts, the queue
+//! of requests waiting for a slot.
+//!
+//! Plain data, no sockets: the reactor owns one and asks it
+//! [`UpstreamGroup::choose`] for every attempt. Choosing is where balancing
+//! and health meet:
+//!
+//! 1. the upstreams that are available (health) and not yet tried by this
+//!    request are the candidates, and the balancer picks among them;
+//! 2. if every upstream is down, health is ignored and all untried ones are
+//!    candidates (fail open: a wrong health verdict must not become an
+//!    outage); the caller logs it;
+//! 3. if all have been tried, there is nothing left, unless the group has one
+//!    upstream, which may then be tried again.
+//!
+//! Replaced as a whole when a reload changes the list, with health carried
+//! over by address (`src/health.rs`).
+//!
+//! Lessons: `lessons/12-keepalive-and-pool`, `lessons/15-resilience`.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::balance::{Balancer, Candidates};
+use crate::config::Config;
+use crate::health::Health;
+use crate::pool::IdlePool;
+use crate::retry::Tried;
+use crate::token::ConnId;
+
+/// The balancer's answer for one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub index: usize,
+    /// Every upstream is down; this one was chosen regardless.
+    pub fail_open: bool,
+    /// The upstream is half-open and this request is its probe.
+    pub probe: bool,
+}
+
+pub struct UpstreamGroup {
+    pub addrs: Vec<SocketAddr>,
+    /// `host:port` per upstream: the `Host` for an HTTP/1.0 request without
+    /// one, and the stable key for health and the ip_hash ring.
+    pub hosts: Vec<String>,
+    pub balancer: Balancer,
+    pub health: Health,
+    pub pool: IdlePool,
+    /// Open connections per upstream (connecting, active, idle), for
+    /// `max_conns_per_upstream`.
+    pub open: Vec<usize>,
+    /// Requests waiting for a connection slot, per upstream, oldest first.
+    pub waiting: Vec<VecDeque<ConnId>>,
+    /// Bumped by each reload that changes the list; connections from an
+    /// older list are closed instead of pooled or counted.
+    pub generation: u64,
+    /// `retries` from the config.
+    pub retries: usize,
+    /// The last choice had to ignore health (every upstream down); kept so
+    /// the log says so once when it starts and once when it ends.
+    pub failing_open: bool,
+    /// Scratch space for [`UpstreamGroup::choose`], so choosing allocates
+    /// nothing per request.
+    allowed: Vec<bool>,
+    active: Vec<usize>,
+}
+
+impl UpstreamGroup {
+    pub fn from_config(config: &Config, addrs: Vec<SocketAddr>, generation: u64) -> UpstreamGroup {
+        let count = addrs.len();
+        let hosts: Vec<String> = config
+            .upstreams
+            .iter()
+            .map(|u| format!("{}:{}", u.host, u.port))
+            .collect();
+        let weights: Vec<u32> = config.upstreams.iter().map(|u| u.weight).collect();
+        UpstreamGroup {
+            balancer: Balancer::new(config.balancing, &weights, &hosts),
+            health: Health::new(config.health.clone(), &hosts),
+            pool: IdlePool::new(count, config.limits.max_idle_per_upstream),
+            open: vec![0; count],
+            waiting: vec![VecDeque::new(); count],
+            addrs,
+            hosts,
+            generation,
+            retries: config.retries,
+            failing_open: false,
+            allowed: vec![false; count],
+            active: vec![0; count],
+        }
+    }
+
+    /// A reload that keeps the list: new balancing, weights, health
+    /// settings and retries; the health verdicts stay.
+    pub fn reconfigure(&mut self, config: &Config) {
+        let weights: Vec<u32> = config.upstreams.iter().map(|u| u.weight).collect();
+        self.balancer = Balancer::new(config.balancing, &weights, &self.hosts);
+        let old = std::mem::replace(&mut self.health, Health::new(None, &[]));
+        self.health = Health::carry_over(old, config.health.clone(), &self.hosts);
+        self.retries = config.retries;
+    }
+
+    /// A reload that changed the list: carry health over from `old`.
+    pub fn inherit_health(&mut self, old: Health) {
+        let settings = self.health.settings().cloned();
+        self.health = Health::carry_over(old, settings, &self.hosts);
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
+    /// Requests in flight on upstream `i`: its connections not idle.
+    pub fn in_flight(&self, i: usize) -> usize {
+        self.open
+            .get(i)
+            .map_or(0, |&open| open.saturating_sub(self.pool.len_of(i)))
+    }
+
+    /// Choose the upstream for an attempt (see the module doc), or `None`
+    /// when every upstream has been tried.
+    pub fn choose(&mut self, client: IpAddr, tried: &Tried, now_ms: u64) -> Option<Choice> {
+        let count = self.addrs.len();
+        for i in 0..count {
+            self.active[i] = self.in_flight(i);
+            self.allowed[i] = !tried.contains(i) && self.health.available(i, now_ms);
+        }
+        let mut fail_open = false;
+        if !self.allowed.contains(&true) {
+            let none_available = (0..count).all(|i| !self.health.available(i, now_ms));
+            if none_available {
+                fail_open = true;
+                for i in 0..count {
+                    self.allowed[i] = !tried.contains(i);
+                }
+            }
+            if count == 1 {
+                self.allowed[0] = true;
+            }
+        }
+        let index = self.balancer.pick(&Candidates {
+            allowed: &self.allowed,
+            active: &self.active,
+            client,
+        })?;
+        let probe = self.health.on_pick(index, now_ms);
+        Some(Choice {
+            index,
+            fail_open,
+            probe,
+        })
+    }
+
+    /// May upstream `i` take traffic that overflowed from a full one?
+    pub fn available(&self, i: usize, now_ms: u64) -> bool {
+        self.health.available(i, now_ms)
+    }
+}
