@@ -60,6 +60,9 @@ pub struct UpstreamGroup {
     /// The last choice had to ignore health (every upstream down); kept so
     /// the log says so once when it starts and once when it ends.
     pub failing_open: bool,
+    /// An active health check of that upstream is in flight (one at a
+    /// time: a slow check is not stacked on by the next interval).
+    pub checking: Vec<bool>,
     /// Scratch space for [`UpstreamGroup::choose`], so choosing allocates
     /// nothing per request.
     allowed: Vec<bool>,
@@ -86,6 +89,7 @@ impl UpstreamGroup {
             generation,
             retries: config.retries,
             failing_open: false,
+            checking: vec![false; count],
             allowed: vec![false; count],
             active: vec![0; count],
         }

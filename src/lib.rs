@@ -28,12 +28,12 @@ pub mod balance;
 pub mod health;
 // When a failed request may go elsewhere, and the retry budget (lesson 15).
 pub mod retry;
-// The upstreams of a group and their bookkeeping; choosing one for an attempt (lessons 12, 15).
-pub mod group;
 // Token buckets per client address or global, in a bounded table (lesson 15).
 pub mod rate_limit;
 // Per-upstream LIFO pool of idle keep-alive connections (lesson 12).
 pub mod pool;
+// The upstreams of a group and their bookkeeping; choosing one for an attempt (lessons 12, 15).
+pub mod group;
 // Hashed timer wheel: O(1) insert and cancel, sleep until the next deadline (lesson 10).
 pub mod timer;
 // Which deadline a connection is under; lazy re-arming (lesson 10).

@@ -4,7 +4,7 @@
 //! Sans-IO: the reactor calls [`Series::offer`] once per loop turn with the
 //! clock and the running totals from [`crate::metrics::Metrics`]; nothing
 //! here reads a clock or a socket, so a test passes the time in.
-//! [`charts_html`] turns the samples into inline SVG for `src/admin.rs`'s
+//! [`charts_html`] turns the samples into inline SVG for `src/panel.rs`'s
 //! panel. This is a glance for a person, not storage: Prometheus keeps its
 //! own, far longer history from `/metrics`.
 //!

@@ -67,10 +67,13 @@ impl Reactor {
             Due::Check { upstream, round },
         );
         let generation = self.upstreams.generation;
-        let busy = self.conns.iter().any(|(_, c)| {
-            matches!(&c.role, Role::Check(check) if check.upstream == upstream && check.list_generation == generation)
-        });
-        if busy {
+        if self
+            .upstreams
+            .checking
+            .get(upstream)
+            .copied()
+            .unwrap_or(true)
+        {
             return;
         }
         let (Some(addr), Some(host), Some(path)) = (
@@ -104,6 +107,7 @@ impl Reactor {
         match self.insert(socket, Role::Check(check), true) {
             Ok(key) => {
                 self.checks_open += 1;
+                self.upstreams.checking[upstream] = true;
                 debug!("health check of {addr}: connecting as connection {key}");
                 self.arm_timer(key);
             }

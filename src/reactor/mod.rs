@@ -624,6 +624,11 @@ impl Reactor {
             }
             Role::Check(check) => {
                 self.checks_open -= 1;
+                if check.list_generation == self.upstreams.generation
+                    && let Some(checking) = self.upstreams.checking.get_mut(check.upstream)
+                {
+                    *checking = false;
+                }
                 trace!("closed health check connection {key} to {}", check.addr);
             }
             Role::Upstream(u) => {
