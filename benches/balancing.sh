@@ -31,8 +31,13 @@ if ! need nginx && [ ! -x /usr/sbin/nginx ] || ! need valgrind; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet
-FERROXY=target/release/ferroxy
+# FERROXY=path/to/another/build compares an older binary (one that knows no
+# `balancing` field: STRATEGIES=default omits it).
+if [ -z "${FERROXY:-}" ]; then
+    cargo build --release --quiet
+    FERROXY=target/release/ferroxy
+fi
+STRATEGIES=${STRATEGIES:-round_robin least_conn ip_hash}
 
 TMP=$(mktemp -d /tmp/ferroxy-balancing.XXXXXX)
 PIDS=()
@@ -86,7 +91,7 @@ measure() {
     cat >"$TMP/ferroxy.json" <<EOF
 { "listen": "127.0.0.1:$PROXY_PORT",
   "upstreams": [{ "host": "127.0.0.1", "port": $UP_A }, { "host": "127.0.0.1", "port": $UP_B }],
-  "balancing": "$strategy",
+  $( [ "$strategy" = default ] || echo "\"balancing\": \"$strategy\"," )
   "timeouts": { "connect_ms": 1000, "read_ms": 15000, "write_ms": 15000, "total_ms": 30000 },
   "limits": { "max_client_conns": 1000, "max_conns_per_upstream": 100 },
   "logging": { "level": "warn" } }
@@ -105,7 +110,7 @@ printf '\nbalancing cost, %s, ferroxy under callgrind, %s vs %s sequential keep-
 printf '| %-12s | %14s | %10s |\n' "balancing" "Ir per request" "vs default"
 printf '|%s|%s|%s|\n' "--------------" "----------------" "------------"
 base=""
-for strategy in round_robin least_conn ip_hash; do
+for strategy in $STRATEGIES; do
     small=$(measure "$strategy" "$SMALL")
     large=$(measure "$strategy" "$LARGE")
     per=$(awk -v a="$small" -v b="$large" -v n="$SMALL" -v m="$LARGE" 'BEGIN {printf "%.0f", (b - a) / (m - n)}')
