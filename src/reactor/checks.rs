@@ -115,9 +115,16 @@ impl Reactor {
         }
     }
 
-    /// Readiness on a check: finish the connect, write the request, read
-    /// until the status line is in.
+    /// Readiness on a check: move it, then account for it like any
+    /// connection (its buffer goes back to the pool while it waits).
     pub(super) fn drive_check(&mut self, key: usize) {
+        self.step_check(key);
+        self.settle(key);
+    }
+
+    /// Finish the connect, write the request, read until the status line
+    /// is in.
+    fn step_check(&mut self, key: usize) {
         let Some(Conn {
             io,
             role: Role::Check(check),
