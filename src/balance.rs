@@ -76,18 +76,6 @@ impl Balancer {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.weights.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.weights.is_empty()
-    }
-
-    pub fn strategy(&self) -> Balancing {
-        self.strategy
-    }
-
     /// The upstream for a request, or `None` when nothing is allowed.
     pub fn pick(&mut self, c: &Candidates) -> Option<usize> {
         match self.strategy {

@@ -108,8 +108,6 @@ pub struct Exchange {
     pub upstream_addr: Option<SocketAddr>,
     /// The upstream connection came from the idle pool.
     pub reused: bool,
-    /// Upstreams that refused the connection so far.
-    pub connect_failures: usize,
     /// Already retried once on a fresh connection.
     pub retried: bool,
     /// Upstreams this request was sent to (or tried to connect to).
@@ -177,7 +175,6 @@ impl Exchange {
             upstream_index,
             upstream_addr: None,
             reused: false,
-            connect_failures: 0,
             retried: false,
             tried: Tried::default(),
             retries_used: 0,

@@ -159,9 +159,4 @@ impl UpstreamGroup {
             probe,
         })
     }
-
-    /// May upstream `i` take traffic that overflowed from a full one?
-    pub fn available(&self, i: usize, now_ms: u64) -> bool {
-        self.health.available(i, now_ms)
-    }
 }

@@ -105,14 +105,6 @@ impl Health {
         fresh
     }
 
-    pub fn len(&self) -> usize {
-        self.upstreams.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.upstreams.is_empty()
-    }
-
     pub fn settings(&self) -> Option<&HealthConfig> {
         self.settings.as_ref()
     }

@@ -239,7 +239,6 @@ impl Reactor {
         let ex = exchange_in(&mut self.conns, key)?;
         let failed = ex.upstream_index;
         ex.upstream = None;
-        ex.connect_failures += 1;
         if let Some(counters) = self.metrics.upstreams.get_mut(failed) {
             counters.connect_failures += 1;
         }
