@@ -145,8 +145,8 @@ pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
     for u in &metrics.upstreams {
         let _ = writeln!(
             s,
-            "ferroxy_upstream_requests_total{{upstream=\"{}\"}} {}",
-            label(&u.address),
+            "ferroxy_upstream_requests_total{{{}}} {}",
+            upstream_labels(u),
             u.requests
         );
     }
@@ -159,8 +159,8 @@ pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
     for u in &metrics.upstreams {
         let _ = writeln!(
             s,
-            "ferroxy_upstream_connects_total{{upstream=\"{}\"}} {}",
-            label(&u.address),
+            "ferroxy_upstream_connects_total{{{}}} {}",
+            upstream_labels(u),
             u.connects
         );
     }
@@ -173,8 +173,8 @@ pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
     for u in &metrics.upstreams {
         let _ = writeln!(
             s,
-            "ferroxy_upstream_connect_failures_total{{upstream=\"{}\"}} {}",
-            label(&u.address),
+            "ferroxy_upstream_connect_failures_total{{{}}} {}",
+            upstream_labels(u),
             u.connect_failures
         );
     }
@@ -197,12 +197,7 @@ pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
     ] {
         family(&mut s, name, "counter", help);
         for u in &metrics.upstreams {
-            let _ = writeln!(
-                s,
-                "{name}{{upstream=\"{}\"}} {}",
-                label(&u.address),
-                value(u)
-            );
+            let _ = writeln!(s, "{name}{{{}}} {}", upstream_labels(u), value(u));
         }
     }
     family(
@@ -214,8 +209,8 @@ pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
     for (u, up) in metrics.upstreams.iter().zip(&gauges.upstream_up) {
         let _ = writeln!(
             s,
-            "ferroxy_upstream_up{{upstream=\"{}\"}} {}",
-            label(&u.address),
+            "ferroxy_upstream_up{{{}}} {}",
+            upstream_labels(u),
             u8::from(*up)
         );
     }
@@ -258,7 +253,7 @@ pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
     ] {
         family(&mut s, name, "gauge", help);
         for (u, value) in metrics.upstreams.iter().zip(values.iter()) {
-            let _ = writeln!(s, "{name}{{upstream=\"{}\"}} {value}", label(&u.address));
+            let _ = writeln!(s, "{name}{{{}}} {value}", upstream_labels(u));
         }
     }
 
@@ -409,6 +404,7 @@ pub struct Snapshot<'a> {
 #[derive(Serialize)]
 pub struct UpstreamSnapshot<'a> {
     pub address: &'a str,
+    pub group: &'a str,
     pub requests: u64,
     /// Fraction of all forwarded requests (0..1).
     pub share: f64,
@@ -469,6 +465,7 @@ pub fn snapshot<'a>(metrics: &'a Metrics, gauges: &Gauges) -> Snapshot<'a> {
             .enumerate()
             .map(|(i, u)| UpstreamSnapshot {
                 address: &u.address,
+                group: &u.group,
                 requests: u.requests,
                 share: if forwarded == 0 {
                     0.0
@@ -510,4 +507,20 @@ pub fn snapshot<'a>(metrics: &'a Metrics, gauges: &Gauges) -> Snapshot<'a> {
 
 pub fn json(metrics: &Metrics, gauges: &Gauges) -> String {
     serde_json::to_string_pretty(&snapshot(metrics, gauges)).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// `upstream="127.0.0.1:9001"` for the top-level upstreams (the series
+/// every scrape had before groups existed, unchanged), and
+/// `upstream="127.0.0.1:9101",group="api"` for a named group's: the same
+/// address may serve two groups, and each is its own series.
+fn upstream_labels(u: &crate::metrics::UpstreamCounters) -> String {
+    if u.group.is_empty() || u.group == crate::config::DEFAULT_GROUP {
+        format!("upstream=\"{}\"", label(&u.address))
+    } else {
+        format!(
+            "upstream=\"{}\",group=\"{}\"",
+            label(&u.address),
+            label(&u.group)
+        )
+    }
 }

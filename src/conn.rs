@@ -99,6 +99,7 @@ pub enum Role {
 /// until the status line, close. Never pooled, never counted against
 /// `max_conns_per_upstream`, never linked to a client.
 pub struct HealthCheck {
+    pub group: usize,
     pub upstream: usize,
     pub addr: SocketAddr,
     /// The upstream list it was started for (see `UpstreamGroup::generation`).
@@ -146,8 +147,18 @@ pub enum ClientPhase {
     Exchanging(Box<Exchange>),
     /// After a `101 Switching Protocols`: raw bytes both ways.
     Tunnel(Tunnel),
+    /// Answering from a static root (`src/files`): head, then the file.
+    Static(Box<StaticServe>),
     /// Writing a last answer (`out`), then closing gracefully.
     Closing(Closing),
+}
+
+/// A static answer in progress, and what the access log needs of it.
+pub struct StaticServe {
+    pub reply: crate::files::reply::FileReply,
+    pub request: crate::http::request::RequestHead,
+    pub started: std::time::Instant,
+    pub started_ms: u64,
 }
 
 /// A byte tunnel between a client and an upstream (WebSocket, ...).
@@ -174,7 +185,8 @@ pub struct Closing {
 
 /// A connection the proxy opened to an upstream.
 pub struct Upstream {
-    /// Index into the config's upstream list.
+    /// Its group (see `crate::group`), and its index in that group's list.
+    pub group: usize,
     pub index: usize,
     pub addr: SocketAddr,
     /// Bytes read from the upstream not yet written to the client.

@@ -104,6 +104,9 @@ pub struct Exchange {
     pub upstream: Option<usize>,
     /// Index of the chosen upstream in the config.
     pub upstream_index: usize,
+    /// The upstream group the request was routed to (`src/route.rs`);
+    /// `upstream_index` and `tried` count within it.
+    pub group: usize,
     /// Its address (kept here: a reload may renumber the list meanwhile).
     pub upstream_addr: Option<SocketAddr>,
     /// The upstream connection came from the idle pool.
@@ -173,6 +176,7 @@ impl Exchange {
             request,
             upstream: None,
             upstream_index,
+            group: 0,
             upstream_addr: None,
             reused: false,
             retried: false,

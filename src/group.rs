@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::balance::{Balancer, Candidates};
-use crate::config::Config;
+use crate::config::GroupView;
 use crate::health::Health;
 use crate::pool::IdlePool;
 use crate::retry::Tried;
@@ -40,6 +40,12 @@ pub struct Choice {
 }
 
 pub struct UpstreamGroup {
+    /// `default`, or its key in `upstream_groups`: the `group` label of
+    /// its metrics and the word in its log lines.
+    pub name: String,
+    /// Its upstreams' place in the metrics' flat list: upstream `i` of this
+    /// group is `metrics.upstreams[first + i]`.
+    pub first: usize,
     pub addrs: Vec<SocketAddr>,
     /// `host:port` per upstream: the `Host` for an HTTP/1.0 request without
     /// one, and the stable key for health and the ip_hash ring.
@@ -70,24 +76,34 @@ pub struct UpstreamGroup {
 }
 
 impl UpstreamGroup {
-    pub fn from_config(config: &Config, addrs: Vec<SocketAddr>, generation: u64) -> UpstreamGroup {
+    /// `first` is where its upstreams start in the flat list the metrics
+    /// keep (every group's upstreams, `default` first).
+    pub fn new(
+        group: &GroupView<'_>,
+        addrs: Vec<SocketAddr>,
+        max_idle_per_upstream: usize,
+        first: usize,
+        generation: u64,
+    ) -> UpstreamGroup {
         let count = addrs.len();
-        let hosts: Vec<String> = config
+        let hosts: Vec<String> = group
             .upstreams
             .iter()
             .map(|u| format!("{}:{}", u.host, u.port))
             .collect();
-        let weights: Vec<u32> = config.upstreams.iter().map(|u| u.weight).collect();
+        let weights: Vec<u32> = group.upstreams.iter().map(|u| u.weight).collect();
         UpstreamGroup {
-            balancer: Balancer::new(config.balancing, &weights, &hosts),
-            health: Health::new(config.health.clone(), &hosts),
-            pool: IdlePool::new(count, config.limits.max_idle_per_upstream),
+            name: group.name.to_string(),
+            first,
+            balancer: Balancer::new(group.balancing, &weights, &hosts),
+            health: Health::new(group.health.cloned(), &hosts),
+            pool: IdlePool::new(count, max_idle_per_upstream),
             open: vec![0; count],
             waiting: vec![VecDeque::new(); count],
             addrs,
             hosts,
             generation,
-            retries: config.retries,
+            retries: group.retries,
             failing_open: false,
             checking: vec![false; count],
             allowed: vec![false; count],
@@ -97,12 +113,13 @@ impl UpstreamGroup {
 
     /// A reload that keeps the list: new balancing, weights, health
     /// settings and retries; the health verdicts stay.
-    pub fn reconfigure(&mut self, config: &Config) {
-        let weights: Vec<u32> = config.upstreams.iter().map(|u| u.weight).collect();
-        self.balancer = Balancer::new(config.balancing, &weights, &self.hosts);
+    pub fn reconfigure(&mut self, group: &GroupView<'_>, first: usize) {
+        let weights: Vec<u32> = group.upstreams.iter().map(|u| u.weight).collect();
+        self.balancer = Balancer::new(group.balancing, &weights, &self.hosts);
         let old = std::mem::replace(&mut self.health, Health::new(None, &[]));
-        self.health = Health::carry_over(old, config.health.clone(), &self.hosts);
-        self.retries = config.retries;
+        self.health = Health::carry_over(old, group.health.cloned(), &self.hosts);
+        self.retries = group.retries;
+        self.first = first;
     }
 
     /// A reload that changed the list: carry health over from `old`.

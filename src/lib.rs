@@ -38,6 +38,10 @@ pub mod group;
 pub mod timer;
 // Which deadline a connection is under; lazy re-arming (lesson 10).
 pub mod timeouts;
+// Which handler a request goes to: a route's group, a static root, or `default` (lesson 16).
+pub mod route;
+// Static files: escape-proof opening, conditional and range rules, sendfile (lesson 16).
+pub mod files;
 
 // The reactor and the state it drives.
 // Slab key + generation packed into a mio `Token` (lesson 06).

@@ -152,6 +152,8 @@ pub fn timeout_label(kind: TimeoutKind) -> &'static str {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct UpstreamCounters {
     pub address: String,
+    /// The upstream group it belongs to (`default` for `upstreams`).
+    pub group: String,
     /// Exchanges it served (any status).
     pub requests: u64,
     /// Connections opened to it.
@@ -194,14 +196,17 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(upstreams: &[SocketAddr]) -> Metrics {
+    /// `upstreams`: every group's upstreams, as (group, address), in the
+    /// reactor's flat order (see `UpstreamGroup::first`).
+    pub fn new(upstreams: &[(String, SocketAddr)]) -> Metrics {
         Metrics {
             requests: 0,
             by_status: vec![0; 600],
             upstreams: upstreams
                 .iter()
-                .map(|addr| UpstreamCounters {
+                .map(|(group, addr)| UpstreamCounters {
                     address: addr.to_string(),
+                    group: group.clone(),
                     ..UpstreamCounters::default()
                 })
                 .collect(),
@@ -217,19 +222,20 @@ impl Metrics {
         }
     }
 
-    /// A reload changed the upstream list: keep the counters of upstreams
-    /// that stay (by address), start the new ones at zero.
-    pub fn set_upstreams(&mut self, upstreams: &[SocketAddr]) {
+    /// A reload changed an upstream list: keep the counters of upstreams
+    /// that stay (by group and address), start the new ones at zero.
+    pub fn set_upstreams(&mut self, upstreams: &[(String, SocketAddr)]) {
         let old = std::mem::take(&mut self.upstreams);
         self.upstreams = upstreams
             .iter()
-            .map(|addr| {
+            .map(|(group, addr)| {
                 let address = addr.to_string();
                 old.iter()
-                    .find(|u| u.address == address)
+                    .find(|u| u.address == address && &u.group == group)
                     .cloned()
                     .unwrap_or(UpstreamCounters {
                         address,
+                        group: group.clone(),
                         ..UpstreamCounters::default()
                     })
             })
@@ -294,7 +300,7 @@ impl Metrics {
     }
 
     /// Add another worker's counters to these (upstreams matched by
-    /// address: each worker reloads on its own, so their lists may differ
+    /// group and address: each worker reloads on its own, so their lists may differ
     /// for a moment).
     pub fn add(&mut self, other: &Metrics) {
         self.requests += other.requests;
@@ -305,7 +311,7 @@ impl Metrics {
             if let Some(mine) = self
                 .upstreams
                 .iter_mut()
-                .find(|u| u.address == theirs.address)
+                .find(|u| u.address == theirs.address && u.group == theirs.group)
             {
                 mine.requests += theirs.requests;
                 mine.connects += theirs.connects;

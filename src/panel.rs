@@ -93,11 +93,12 @@ pub fn panel(metrics: &Metrics, gauges: &Gauges, series: &Series) -> String {
         series.len(),
         charts_html(series)
     );
-    s.push_str("<div class=\"card wide\"><h2>Upstreams</h2><table><tr><th>address</th><th>state</th><th class=\"n\">share</th><th class=\"n\">active</th><th class=\"n\">idle</th><th class=\"n\">queued</th><th class=\"n\">ejections</th><th class=\"n\">checks pass/fail</th></tr>");
+    s.push_str("<div class=\"card wide\"><h2>Upstreams</h2><table><tr><th>group</th><th>address</th><th>state</th><th class=\"n\">share</th><th class=\"n\">active</th><th class=\"n\">idle</th><th class=\"n\">queued</th><th class=\"n\">ejections</th><th class=\"n\">checks pass/fail</th></tr>");
     for u in &snap.upstreams {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td class=\"state-{}\">{}</td><td class=\"n\">{:.0}% ({})</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}/{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"state-{}\">{}</td><td class=\"n\">{:.0}% ({})</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}/{}</td></tr>",
+            html(u.group),
             html(u.address),
             u.state,
             u.state,

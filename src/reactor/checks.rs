@@ -3,7 +3,7 @@
 //! No thread and no blocking call: a check is one more slab entry, of role
 //! [`Role::Check`], driven by readiness events like any connection, with
 //! its `health.timeout_ms` deadline in the same timer wheel. The schedule is
-//! in the wheel too: one [`Due::Check`] timer per upstream, which starts a
+//! in the wheel too: one [`Due::Check`] timer per upstream of every group, which starts a
 //! check and sets the next one `interval_ms` later.
 //!
 //! The first checks are spread over one interval (upstream `i` of `n` at
@@ -36,53 +36,58 @@ impl Reactor {
     /// timers of the old round are ignored when they fire.
     pub(super) fn schedule_checks(&mut self) {
         self.check_round += 1;
-        let Some(interval) = self.upstreams.health.checks().map(|h| h.interval_ms) else {
-            return;
-        };
-        let count = self.upstreams.len() as u64;
-        for upstream in 0..self.upstreams.len() {
-            let offset = interval * upstream as u64 / count.max(1);
-            self.timers.insert(
-                self.now + offset,
-                Due::Check {
-                    upstream,
-                    round: self.check_round,
-                },
-            );
+        for (group_index, group) in self.groups.iter().enumerate() {
+            let Some(interval) = group.health.checks().map(|h| h.interval_ms) else {
+                continue;
+            };
+            let count = group.len() as u64;
+            for upstream in 0..group.len() {
+                let offset = interval * upstream as u64 / count.max(1);
+                self.timers.insert(
+                    self.now + offset,
+                    Due::Check {
+                        group: group_index,
+                        upstream,
+                        round: self.check_round,
+                    },
+                );
+            }
         }
     }
 
-    /// A check timer fired: check `upstream` now and come back in one
-    /// interval. A check still in flight is left alone (its own timeout
-    /// ends it); a stale round, or a proxy shutting down, does nothing.
-    pub(super) fn check_due(&mut self, upstream: usize, round: u64) {
+    /// A check timer fired: check `upstream` of `group` now and come back
+    /// in one interval. A check still in flight is left alone (its own
+    /// timeout ends it); a stale round, or a proxy shutting down, does
+    /// nothing.
+    pub(super) fn check_due(&mut self, group_index: usize, upstream: usize, round: u64) {
         if round != self.check_round || self.draining_until.is_some() {
             return;
         }
-        let Some(settings) = self.upstreams.health.checks().cloned() else {
+        let Some(group) = self.groups.get(group_index) else {
+            return;
+        };
+        let Some(settings) = group.health.checks().cloned() else {
             return;
         };
         self.timers.insert(
             self.now + settings.interval_ms,
-            Due::Check { upstream, round },
+            Due::Check {
+                group: group_index,
+                upstream,
+                round,
+            },
         );
-        let generation = self.upstreams.generation;
-        if self
-            .upstreams
-            .checking
-            .get(upstream)
-            .copied()
-            .unwrap_or(true)
-        {
+        if group.checking.get(upstream).copied().unwrap_or(true) {
             return;
         }
         let (Some(addr), Some(host), Some(path)) = (
-            self.upstreams.addrs.get(upstream).copied(),
-            self.upstreams.hosts.get(upstream),
+            group.addrs.get(upstream).copied(),
+            group.hosts.get(upstream),
             settings.path.as_deref(),
         ) else {
             return;
         };
+        let generation = group.generation;
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ferroxy-health-check\r\nConnection: close\r\n\r\n"
         )
@@ -90,11 +95,13 @@ impl Reactor {
         let socket = match TcpStream::connect(addr) {
             Ok(socket) => socket,
             Err(e) => {
-                self.check_finished(upstream, false, &format!("connect failed: {e}"));
+                let why = format!("connect failed: {e}");
+                self.check_finished(group_index, upstream, false, &why);
                 return;
             }
         };
         let check = HealthCheck {
+            group: group_index,
             upstream,
             addr,
             list_generation: generation,
@@ -107,11 +114,11 @@ impl Reactor {
         match self.insert(socket, Role::Check(check), true) {
             Ok(key) => {
                 self.checks_open += 1;
-                self.upstreams.checking[upstream] = true;
+                self.groups[group_index].checking[upstream] = true;
                 debug!("health check of {addr}: connecting as connection {key}");
                 self.arm_timer(key);
             }
-            Err(e) => self.check_finished(upstream, false, &format!("no socket: {e}")),
+            Err(e) => self.check_finished(group_index, upstream, false, &format!("no socket: {e}")),
         }
     }
 
@@ -203,13 +210,14 @@ impl Reactor {
         else {
             return;
         };
-        let (upstream, generation, addr) = (check.upstream, check.list_generation, check.addr);
+        let (group, upstream) = (check.group, check.upstream);
+        let (generation, addr) = (check.list_generation, check.addr);
         self.close(key);
-        if generation != self.upstreams.generation {
+        if self.groups.get(group).map(|g| g.generation) != Some(generation) {
             warn!("health check of {addr} ended after a reload: verdict dropped");
             return;
         }
-        self.check_finished(upstream, passed, why);
+        self.check_finished(group, upstream, passed, why);
     }
 }
 

@@ -57,7 +57,7 @@ impl Reactor {
                         "connection {key}: {} {} -> exchanging",
                         head.method, head.target
                     );
-                    return self.begin_exchange(key, head);
+                    return self.dispatch(key, head);
                 }
                 Err(e) => return self.refuse(key, e),
                 Ok(None) => {}
@@ -179,7 +179,12 @@ impl Reactor {
         self.answer_and_close_with(key, status, &[]);
     }
 
-    fn answer_and_close_with(&mut self, key: usize, status: u16, extra_headers: &[&str]) {
+    pub(super) fn answer_and_close_with(
+        &mut self,
+        key: usize,
+        status: u16,
+        extra_headers: &[&str],
+    ) {
         let now = self.now;
         if let Ok((_, client)) = client_in(&mut self.conns, key) {
             // Unread request bytes are moot now; `Closing` discards the rest.
@@ -252,7 +257,12 @@ impl Reactor {
     }
 
     /// A request head arrived: pick an upstream and get a connection to it.
-    fn begin_exchange(&mut self, key: usize, head: RequestHead) -> Progress {
+    pub(super) fn begin_exchange(
+        &mut self,
+        key: usize,
+        head: RequestHead,
+        group: usize,
+    ) -> Progress {
         let draining = self.draining_until.is_some();
         let now = self.now;
         let (io, client) = client_in(&mut self.conns, key)?;
@@ -268,6 +278,7 @@ impl Reactor {
         }
         let timeouts = self.settings.timeouts.clone();
         let mut exchange = Exchange::new(head, 0, timeouts, Instant::now(), now);
+        exchange.group = group;
         exchange.in_flight = true;
         self.retry_budget.request_started();
         // Shutting down: serve this one, then close.
@@ -375,7 +386,7 @@ impl Reactor {
             // A well-formed head is the upstream's proof of health (its own
             // 5xx included: it answered).
             resilience::report(
-                &mut self.upstreams,
+                &mut self.groups,
                 &mut self.metrics,
                 ex,
                 Outcome::Success,
@@ -619,19 +630,22 @@ impl Reactor {
         };
         resilience::exchange_ended(
             &mut self.retry_budget,
-            &mut self.upstreams,
+            &mut self.groups,
             &mut self.metrics,
             ex,
             now,
         );
-        // Its index in the current list (a reload may have renumbered it),
+        // Its place in the metrics' list (a reload may have renumbered it),
         // if a connection to it was ever made: a refused connect forwarded
         // nothing.
-        let upstream = Some(ex.upstream_index).filter(|&i| {
-            ex.connected_ms.is_some()
-                && ex.upstream_addr.is_some()
-                && self.upstreams.addrs.get(i) == ex.upstream_addr.as_ref()
-        });
+        let group = self.groups.get(ex.group);
+        let upstream = group
+            .filter(|g| {
+                ex.connected_ms.is_some()
+                    && ex.upstream_addr.is_some()
+                    && g.addrs.get(ex.upstream_index) == ex.upstream_addr.as_ref()
+            })
+            .map(|g| g.first + ex.upstream_index);
         self.metrics.record_request(
             ex.status,
             upstream,

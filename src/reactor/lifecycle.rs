@@ -16,7 +16,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::{Reactor, Settings};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, resolve_upstreams};
 use crate::conn::{ClientPhase, Role, UpstreamPhase};
 use crate::group::UpstreamGroup;
 
@@ -122,58 +122,23 @@ impl Reactor {
                 self.listen_addr, config.listen, self.listen_addr
             );
         }
-        let new_addrs = match config.try_upstream_addrs() {
-            Ok(addrs) => addrs,
+        if let Err(e) = self.apply_groups(config) {
+            error!(
+                "reload failed, keeping the running config: {}, {}",
+                e.what, e.location
+            );
+            return;
+        }
+        match crate::files::Roots::open(config) {
+            Ok(roots) => self.roots = roots,
             Err(e) => {
                 error!(
-                    "reload failed, keeping the running config: {}, {}",
-                    e.what, e.location
+                    "reload: a static root cannot be opened ({e}); keeping the old roots and routes"
                 );
                 return;
             }
-        };
-        if new_addrs != self.upstreams.addrs || config.upstreams.len() != self.upstreams.hosts.len()
-        {
-            let generation = self.upstreams.generation + 1;
-            let UpstreamGroup {
-                mut pool,
-                waiting,
-                health,
-                ..
-            } = std::mem::replace(
-                &mut self.upstreams,
-                UpstreamGroup::from_config(config, new_addrs, generation),
-            );
-            // Upstreams that stay keep their verdicts; new ones start up.
-            self.upstreams.inherit_health(health);
-            // Idle connections to the old list go now; queued requests are
-            // spread over the new list.
-            for key in pool.drain_all() {
-                self.close(key);
-            }
-            let count = self.upstreams.len();
-            for (n, id) in waiting.into_iter().flatten().enumerate() {
-                let index = n % count;
-                if let Ok(ex) = super::exchange_in(&mut self.conns, id.key) {
-                    ex.upstream_index = index;
-                    // Indices of the old list mean nothing in the new one.
-                    ex.tried.clear();
-                    ex.tried.insert(index);
-                }
-                self.upstreams.waiting[index].push_back(id);
-            }
-            self.metrics.set_upstreams(&self.upstreams.addrs);
-            self.slots_freed = true;
-        } else {
-            self.upstreams.reconfigure(config);
-            let excess = self
-                .upstreams
-                .pool
-                .set_max_per_upstream(config.limits.max_idle_per_upstream);
-            for key in excess {
-                self.close(key);
-            }
         }
+        self.router = crate::route::Router::from_config(config);
         self.rate_limiter = match (self.rate_limiter.take(), &config.rate_limit) {
             (Some(mut limiter), Some(settings)) => {
                 // Buckets survive a reload, as health does.
@@ -204,15 +169,149 @@ impl Reactor {
         if !self.trace {
             log::set_max_level(config.log_level());
         }
+        let upstreams: Vec<String> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.addrs.iter().map(ToString::to_string))
+            .collect();
         info!(
-            "reloaded config: {} upstreams ({}), timeouts and limits apply to new requests",
-            self.upstreams.addrs.len(),
-            self.upstreams
-                .addrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "reloaded config: {} upstreams in {} groups ({}), {} routes; timeouts and limits apply to new requests",
+            upstreams.len(),
+            self.groups.len(),
+            upstreams.join(", "),
+            config.routes.len()
         );
+    }
+
+    /// The groups of a reload, matched to the running ones by name. A
+    /// group whose list is unchanged is kept (its pool, counts and queue
+    /// stay; balancing, health settings and retries are renewed). A group
+    /// whose list changed is rebuilt: health carries over by address, its
+    /// idle connections close, its queue moves over, and its open
+    /// connections, stamped with the old generation, close when their
+    /// exchange ends. Connections and requests are renumbered to the
+    /// groups' new places.
+    fn apply_groups(&mut self, config: &Config) -> Result<(), ConfigError> {
+        let views = config.groups();
+        // Resolve every list before touching anything: a name that stopped
+        // resolving leaves the running groups as they are.
+        let mut resolved = Vec::with_capacity(views.len());
+        for view in &views {
+            let at = match view.name {
+                crate::config::DEFAULT_GROUP => String::new(),
+                name => format!("upstream_groups.{name}."),
+            };
+            resolved.push(resolve_upstreams(view.upstreams, &at)?);
+        }
+        let mut old: Vec<Option<UpstreamGroup>> = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut remap: Vec<Option<usize>> = vec![None; old.len()];
+        let mut groups = Vec::with_capacity(views.len());
+        let mut first = 0;
+        let mut moved_waiting = Vec::new();
+        for (new_index, (view, addrs)) in views.iter().zip(resolved).enumerate() {
+            let found = old
+                .iter()
+                .position(|g| g.as_ref().is_some_and(|g| g.name == view.name));
+            let previous = found.and_then(|i| old[i].take());
+            if let Some(i) = found {
+                remap[i] = Some(new_index);
+            }
+            let group = match previous {
+                Some(mut kept)
+                    if kept.addrs == addrs && kept.hosts.len() == view.upstreams.len() =>
+                {
+                    kept.reconfigure(view, first);
+                    for key in kept
+                        .pool
+                        .set_max_per_upstream(config.limits.max_idle_per_upstream)
+                    {
+                        moved_waiting.push(Err(key));
+                    }
+                    kept
+                }
+                previous => {
+                    let mut fresh = UpstreamGroup::new(
+                        view,
+                        addrs,
+                        config.limits.max_idle_per_upstream,
+                        first,
+                        self.next_list_generation,
+                    );
+                    self.next_list_generation += 1;
+                    if let Some(UpstreamGroup {
+                        mut pool,
+                        waiting,
+                        health,
+                        ..
+                    }) = previous
+                    {
+                        // Upstreams that stay keep their verdicts; new ones start up.
+                        fresh.inherit_health(health);
+                        moved_waiting.extend(pool.drain_all().into_iter().map(Err));
+                        moved_waiting
+                            .extend(waiting.into_iter().flatten().map(|id| Ok((new_index, id))));
+                    }
+                    fresh
+                }
+            };
+            first += group.len();
+            groups.push(group);
+        }
+        // Groups gone from the file: their queued requests go to `default`.
+        for gone in old.into_iter().flatten() {
+            let UpstreamGroup {
+                mut pool, waiting, ..
+            } = gone;
+            moved_waiting.extend(pool.drain_all().into_iter().map(Err));
+            moved_waiting.extend(waiting.into_iter().flatten().map(|id| Ok((0, id))));
+        }
+        self.groups = groups;
+        self.renumber_groups(&remap);
+        let mut spread = vec![0usize; self.groups.len()];
+        for item in moved_waiting {
+            match item {
+                // An idle connection of a rebuilt or shrunk pool.
+                Err(key) => self.close(key),
+                // A queued request, spread over its group's new list.
+                Ok((g, id)) => {
+                    let count = self.groups[g].len();
+                    let index = spread[g] % count;
+                    spread[g] += 1;
+                    if let Ok(ex) = super::exchange_in(&mut self.conns, id.key) {
+                        ex.group = g;
+                        ex.upstream_index = index;
+                        // Indices of the old list mean nothing in the new one.
+                        ex.tried.clear();
+                        ex.tried.insert(index);
+                    }
+                    self.groups[g].waiting[index].push_back(id);
+                }
+            }
+        }
+        self.metrics
+            .set_upstreams(&super::flat_upstreams(&self.groups));
+        self.slots_freed = true;
+        Ok(())
+    }
+
+    /// After a reload moved groups: every connection and request that names
+    /// a group by its old place names it by its new one (`usize::MAX`: the
+    /// group is gone, and any lookup finds nothing).
+    fn renumber_groups(&mut self, remap: &[Option<usize>]) {
+        let new = |old: usize| remap.get(old).copied().flatten().unwrap_or(usize::MAX);
+        for (_, conn) in self.conns.iter_mut() {
+            match &mut conn.role {
+                Role::Upstream(up) => up.group = new(up.group),
+                Role::Check(check) => check.group = new(check.group),
+                Role::Client(client) => {
+                    if let ClientPhase::Exchanging(ex) = &mut client.phase {
+                        ex.group = new(ex.group);
+                    }
+                }
+            }
+        }
     }
 }

@@ -16,6 +16,8 @@
 //!   closing connections (`Reactor::drive` moves a client and the
 //!   upstream serving it together, whichever side the event was for);
 //! - `client.rs`: the client's phases, from request head to lingering close;
+//! - `handlers.rs`: where a request goes (a group, a static root), and the
+//!   static answer's phase;
 //! - `upstream.rs`: getting an upstream connection (pool, connect, queue),
 //!   and giving it back;
 //! - `time.rs`: deadlines, the timer wheel, what each timeout does;
@@ -30,6 +32,7 @@
 
 mod client;
 mod checks;
+mod handlers;
 mod lifecycle;
 mod resilience;
 mod time;
@@ -51,15 +54,19 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::buffer::{Buffer, BufferPool};
-use crate::config::{Config, RateLimitConfig, RateLimitPer, Timeouts};
+use crate::config::{
+    Config, ConfigError, DEFAULT_GROUP, RateLimitConfig, RateLimitPer, Timeouts, resolve_upstreams,
+};
 use crate::conn::{Client, ClientPhase, Conn, Io, Outbox, Readiness, Role, UpstreamPhase};
 use crate::exchange::Exchange;
+use crate::files::Roots;
 use crate::group::UpstreamGroup;
 use crate::http::errors::write_error_response;
 use crate::http::head::HeadLimits;
 use crate::metrics::{ErrorKind, Gauges, Metrics, RateWindow};
 use crate::rate_limit::{Per, RateLimiter};
 use crate::retry::RetryBudget;
+use crate::route::Router;
 use crate::series::Series;
 use crate::timer::TimerWheel;
 use crate::token::{ADMIN_LISTENER, ConnId, LISTENER, SIGNALS, WAKER};
@@ -159,6 +166,39 @@ fn rate_limiter_for(settings: &RateLimitConfig) -> RateLimiter {
     RateLimiter::new(settings.rps, settings.burst(), rate_limit_per(settings))
 }
 
+/// Every group of `config`, numbered from `*generation` on (see
+/// `Reactor::next_list_generation`).
+fn build_groups(config: &Config, generation: &mut u64) -> Result<Vec<UpstreamGroup>, ConfigError> {
+    let mut first = 0;
+    let mut groups = Vec::new();
+    for view in config.groups() {
+        let at = match view.name {
+            DEFAULT_GROUP => String::new(),
+            name => format!("upstream_groups.{name}."),
+        };
+        let addrs = resolve_upstreams(view.upstreams, &at)?;
+        let count = addrs.len();
+        groups.push(UpstreamGroup::new(
+            &view,
+            addrs,
+            config.limits.max_idle_per_upstream,
+            first,
+            *generation,
+        ));
+        *generation += 1;
+        first += count;
+    }
+    Ok(groups)
+}
+
+/// (group, address) of every upstream, in the metrics' flat order.
+fn flat_upstreams(groups: &[UpstreamGroup]) -> Vec<(String, SocketAddr)> {
+    groups
+        .iter()
+        .flat_map(|g| g.addrs.iter().map(|addr| (g.name.clone(), *addr)))
+        .collect()
+}
+
 fn rate_limit_per(settings: &RateLimitConfig) -> Per {
     match settings.per {
         RateLimitPer::ClientIp => Per::ClientIp,
@@ -189,7 +229,18 @@ pub struct Reactor {
     conns: Slab<Conn>,
     /// Stamped into each new connection's token (see [`crate::token`]).
     next_generation: u32,
-    upstreams: UpstreamGroup,
+    /// Every upstream group, `default` (the top-level `upstreams`) first,
+    /// in the order of `Config::groups`.
+    groups: Vec<UpstreamGroup>,
+    /// Stamped into each group when it is built: a connection whose
+    /// `list_generation` no group has any more belongs to a list a reload
+    /// replaced (unique across groups, so a renumbered group never
+    /// matches an old connection either).
+    next_list_generation: u64,
+    /// Which handler each request goes to (`src/route.rs`).
+    router: Router,
+    /// The static routes' directories, held open (`src/files`).
+    roots: Roots,
     /// Requests and retries in flight (see `src/retry.rs`).
     retry_budget: RetryBudget,
     /// `rate_limit`, when configured.
@@ -262,9 +313,10 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listen_addr = listener.local_addr()?;
-        let upstream_addrs = config
-            .try_upstream_addrs()
+        let mut next_list_generation = 0;
+        let groups = build_groups(config, &mut next_list_generation)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.what))?;
+        let roots = Roots::open(config)?;
         let admin_listener = match &config.metrics {
             Some(settings) if metrics => {
                 let addr = settings.listen.parse().map_err(|e| {
@@ -287,7 +339,7 @@ impl Reactor {
                 Settings::from_config(config).client_buffer_bytes,
                 SPARE_BUFFERS,
             ),
-            metrics: Metrics::new(&upstream_addrs),
+            metrics: Metrics::new(&flat_upstreams(&groups)),
             rate: RateWindow::default(),
             series: Series::new(),
             series_due_ms: 0,
@@ -295,7 +347,10 @@ impl Reactor {
             shared_at: (0, 0),
             conns: Slab::with_capacity(1024),
             next_generation: 0,
-            upstreams: UpstreamGroup::from_config(config, upstream_addrs.clone(), 0),
+            groups,
+            next_list_generation,
+            router: Router::from_config(config),
+            roots,
             retry_budget: RetryBudget::default(),
             rate_limiter: config.rate_limit.as_ref().map(rate_limiter_for),
             settings: Settings::from_config(config),
@@ -607,7 +662,7 @@ impl Reactor {
             // Closed mid-exchange without an answer of its own.
             resilience::exchange_ended(
                 &mut self.retry_budget,
-                &mut self.upstreams,
+                &mut self.groups,
                 &mut self.metrics,
                 ex,
                 self.now,
@@ -624,19 +679,22 @@ impl Reactor {
             }
             Role::Check(check) => {
                 self.checks_open -= 1;
-                if check.list_generation == self.upstreams.generation
-                    && let Some(checking) = self.upstreams.checking.get_mut(check.upstream)
+                if let Some(group) = self.groups.get_mut(check.group)
+                    && check.list_generation == group.generation
+                    && let Some(checking) = group.checking.get_mut(check.upstream)
                 {
                     *checking = false;
                 }
                 trace!("closed health check connection {key} to {}", check.addr);
             }
             Role::Upstream(u) => {
-                if u.list_generation == self.upstreams.generation {
+                if let Some(group) = self.groups.get_mut(u.group)
+                    && u.list_generation == group.generation
+                {
                     if u.phase == UpstreamPhase::Idle {
-                        self.upstreams.pool.remove(u.index, key);
+                        group.pool.remove(u.index, key);
                     }
-                    if let Some(open) = self.upstreams.open.get_mut(u.index) {
+                    if let Some(open) = group.open.get_mut(u.index) {
                         *open = open.saturating_sub(1);
                     }
                     self.slots_freed = true;
@@ -715,6 +773,7 @@ impl Reactor {
                 ClientPhase::Exchanging(_) => self.exchange(client, &mut budget),
                 ClientPhase::Tunnel(_) => self.tunnel(client, &mut budget),
                 ClientPhase::Closing(_) => self.linger(client),
+                ClientPhase::Static(_) => self.serve_static(client, &mut budget),
             };
             match step {
                 Ok(true) if budget > 0 => continue,
@@ -876,23 +935,29 @@ impl Reactor {
 
     /// The gauges of this worker, read off the loop's state.
     fn own_gauges(&self) -> Gauges {
-        let count = self.upstreams.addrs.len();
-        let idle: Vec<usize> = (0..count).map(|i| self.upstreams.pool.len_of(i)).collect();
-        Gauges {
+        let mut gauges = Gauges {
             uptime_seconds: self.epoch.elapsed().as_secs_f64(),
             client_connections: self.clients,
-            upstream_active: (0..count)
-                .map(|i| self.upstreams.open[i].saturating_sub(idle[i]))
-                .collect(),
-            upstream_idle: idle,
-            upstream_queued: self.upstreams.waiting.iter().map(VecDeque::len).collect(),
-            upstream_up: (0..count).map(|i| self.upstreams.health.is_up(i)).collect(),
-            upstream_state: (0..count)
-                .map(|i| self.upstreams.health.state_name(i, self.now))
-                .collect(),
             buffer_bytes: self.stats.buffer_bytes,
             requests_per_second: self.rate.per_second(self.now, self.metrics.requests),
+            ..Gauges::default()
+        };
+        // In the metrics' flat order: group by group.
+        for group in &self.groups {
+            for i in 0..group.len() {
+                let idle = group.pool.len_of(i);
+                gauges
+                    .upstream_active
+                    .push(group.open[i].saturating_sub(idle));
+                gauges.upstream_idle.push(idle);
+                gauges.upstream_queued.push(group.waiting[i].len());
+                gauges.upstream_up.push(group.health.is_up(i));
+                gauges
+                    .upstream_state
+                    .push(group.health.state_name(i, self.now));
+            }
         }
+        gauges
     }
 
     fn publish_stats(&mut self) {
@@ -903,8 +968,12 @@ impl Reactor {
         self.stats.client_connections = self.clients;
         self.stats.upstream_connections =
             self.conns.len() - self.clients - self.admin_clients - self.checks_open;
-        self.stats.idle_upstream_connections = self.upstreams.pool.len();
-        self.stats.queued_requests = self.upstreams.waiting.iter().map(VecDeque::len).sum();
+        self.stats.idle_upstream_connections = self.groups.iter().map(|g| g.pool.len()).sum();
+        self.stats.queued_requests = self
+            .groups
+            .iter()
+            .flat_map(|g| g.waiting.iter().map(VecDeque::len))
+            .sum();
         self.stats.timers = self.timers.len();
         self.stats.spare_buffer_bytes = self.buffers.spare_bytes();
         if let Ok(mut published) = shared.lock() {
@@ -1061,7 +1130,12 @@ pub fn run(config: &Config, config_path: Option<&Path>, trace: bool) -> io::Resu
     let shared = (workers > 1).then(|| {
         Arc::new(SharedFigures {
             workers: (0..workers)
-                .map(|_| Mutex::new((Metrics::new(&first.upstreams.addrs), Gauges::default())))
+                .map(|_| {
+                    Mutex::new((
+                        Metrics::new(&flat_upstreams(&first.groups)),
+                        Gauges::default(),
+                    ))
+                })
                 .collect(),
         })
     });

@@ -25,14 +25,21 @@ impl Reactor {
         let now = self.now;
         let peer = client_in(&mut self.conns, key).ok()?.1.peer;
         let ex = exchange_in(&mut self.conns, key).ok()?;
-        let choice = self.upstreams.choose(peer.ip(), &ex.tried, now)?;
-        let addr = self.upstreams.addrs[choice.index];
-        if choice.fail_open && !self.upstreams.failing_open {
-            warn!("every upstream is down: trying them anyway (fail open) rather than refuse all");
-        } else if !choice.fail_open && self.upstreams.failing_open {
-            info!("an upstream is up again: no longer failing open");
+        let group = self.groups.get_mut(ex.group)?;
+        let choice = group.choose(peer.ip(), &ex.tried, now)?;
+        let addr = group.addrs[choice.index];
+        if choice.fail_open && !group.failing_open {
+            warn!(
+                "every upstream of group {} is down: trying them anyway (fail open) rather than refuse all",
+                group.name
+            );
+        } else if !choice.fail_open && group.failing_open {
+            info!(
+                "an upstream of group {} is up again: no longer failing open",
+                group.name
+            );
         }
-        self.upstreams.failing_open = choice.fail_open;
+        group.failing_open = choice.fail_open;
         if choice.probe {
             info!("upstream {addr} is half-open: connection {key}'s request probes it");
         }
@@ -46,7 +53,7 @@ impl Reactor {
     pub(super) fn report_attempt(&mut self, key: usize, outcome: Outcome) {
         let now = self.now;
         if let Ok(ex) = exchange_in(&mut self.conns, key) {
-            report(&mut self.upstreams, &mut self.metrics, ex, outcome, now);
+            report(&mut self.groups, &mut self.metrics, ex, outcome, now);
         }
     }
 
@@ -61,9 +68,9 @@ impl Reactor {
         why: &str,
         request_sent: bool,
     ) -> Option<Progress> {
-        let retries = self.upstreams.retries;
-        let count = self.upstreams.len();
         let ex = exchange_in(&mut self.conns, key).ok()?;
+        let group = self.groups.get(ex.group)?;
+        let (retries, count) = (group.retries, group.len());
         if retries == 0 || ex.retries_used >= retries || !ex.may_resend(request_sent) {
             return None;
         }
@@ -111,12 +118,16 @@ impl Reactor {
         limiter.check(client.peer.ip(), self.now)
     }
 
-    /// An active health check of upstream `index` finished.
-    pub(super) fn check_finished(&mut self, index: usize, passed: bool, why: &str) {
-        let Some(addr) = self.upstreams.addrs.get(index).copied() else {
+    /// An active health check of upstream `index` of `group` finished.
+    pub(super) fn check_finished(&mut self, group: usize, index: usize, passed: bool, why: &str) {
+        let Some(group) = self.groups.get_mut(group) else {
             return;
         };
-        if let Some(counters) = self.metrics.upstreams.get_mut(index) {
+        let Some(addr) = group.addrs.get(index).copied() else {
+            return;
+        };
+        let who = upstream_name(group, addr);
+        if let Some(counters) = self.metrics.upstreams.get_mut(group.first + index) {
             if passed {
                 counters.checks_passed += 1;
             } else {
@@ -124,12 +135,12 @@ impl Reactor {
             }
         }
         if passed {
-            log::debug!("health check of {addr} passed ({why})");
+            log::debug!("health check of {who} passed ({why})");
         } else {
-            info!("health check of {addr} failed: {why}");
+            info!("health check of {who} failed: {why}");
         }
-        if let Some(change) = self.upstreams.health.check_result(index, passed) {
-            log_transition(&mut self.metrics, index, &addr.to_string(), &change);
+        if let Some(change) = group.health.check_result(index, passed) {
+            log_transition(&mut self.metrics, group.first + index, &who, &change);
         }
     }
 }
@@ -140,7 +151,7 @@ impl Reactor {
 /// holds the exchange inside its slab.
 pub(super) fn exchange_ended(
     budget: &mut RetryBudget,
-    group: &mut UpstreamGroup,
+    groups: &mut [UpstreamGroup],
     metrics: &mut Metrics,
     ex: &mut Exchange,
     now: u64,
@@ -148,13 +159,13 @@ pub(super) fn exchange_ended(
     if std::mem::take(&mut ex.in_flight) {
         budget.request_ended(std::mem::take(&mut ex.holds_retry));
     }
-    report(group, metrics, ex, Outcome::Abandoned, now);
+    report(groups, metrics, ex, Outcome::Abandoned, now);
 }
 
 /// Report `outcome` for the attempt `ex` is on, unless already reported.
 /// Abandoned attempts matter only to a probe (the next request may probe).
 pub(super) fn report(
-    group: &mut UpstreamGroup,
+    groups: &mut [UpstreamGroup],
     metrics: &mut Metrics,
     ex: &mut Exchange,
     outcome: Outcome,
@@ -165,6 +176,9 @@ pub(super) fn report(
     }
     ex.health_reported = true;
     let index = ex.upstream_index;
+    let Some(group) = groups.get_mut(ex.group) else {
+        return;
+    };
     // A reload may have renumbered the list since the attempt began: the
     // verdict belongs to the address, and is dropped if it is gone.
     let (Some(addr), Some(current)) = (ex.upstream_addr, group.addrs.get(index)) else {
@@ -174,14 +188,25 @@ pub(super) fn report(
         return;
     }
     if let Some(change) = group.health.report(index, outcome, now) {
-        log_transition(metrics, index, &addr.to_string(), &change);
+        let who = upstream_name(group, addr);
+        log_transition(metrics, group.first + index, &who, &change);
     }
 }
 
-fn log_transition(metrics: &mut Metrics, index: usize, addr: &str, change: &Transition) {
+/// `127.0.0.1:9001`, or `127.0.0.1:9101 (group api)` outside `default`.
+pub(super) fn upstream_name(group: &UpstreamGroup, addr: std::net::SocketAddr) -> String {
+    if group.name == crate::config::DEFAULT_GROUP {
+        addr.to_string()
+    } else {
+        format!("{addr} (group {})", group.name)
+    }
+}
+
+/// `flat`: the upstream's place in the metrics' flat list.
+fn log_transition(metrics: &mut Metrics, flat: usize, addr: &str, change: &Transition) {
     match change {
         Transition::Down(reason) => {
-            if let Some(counters) = metrics.upstreams.get_mut(index) {
+            if let Some(counters) = metrics.upstreams.get_mut(flat) {
                 counters.ejections += 1;
             }
             warn!("upstream {addr} is down: {reason}");

@@ -40,7 +40,11 @@ pub(super) enum Due {
     Conn(ConnId),
     /// Time to check an upstream again (`health.interval_ms`); `round`
     /// says which schedule it belongs to (see `Reactor::check_round`).
-    Check { upstream: usize, round: u64 },
+    Check {
+        group: usize,
+        upstream: usize,
+        round: u64,
+    },
 }
 
 impl Reactor {
@@ -58,7 +62,11 @@ impl Reactor {
                 return earliest.get();
             }
             Role::Check(check) => {
-                let timeout = self.upstreams.health.checks().map_or(0, |h| h.timeout_ms);
+                let timeout = self
+                    .groups
+                    .get(check.group)
+                    .and_then(|g| g.health.checks())
+                    .map_or(0, |h| h.timeout_ms);
                 earliest.consider(check.started_ms + timeout, TimeoutKind::HealthCheck);
                 return earliest.get();
             }
@@ -139,6 +147,14 @@ impl Reactor {
                 }
                 earliest.consider(last + t.tunnel_idle_ms, TimeoutKind::TunnelIdle);
             }
+            // A file is written as fast as the client reads it: only
+            // `write_ms` bounds it, from the last byte it took.
+            ClientPhase::Static(serve) => {
+                if !conn.io.ready.writable {
+                    let since = conn.io.last_write_ms.max(serve.started_ms);
+                    earliest.consider(since + t.write_ms, TimeoutKind::Write);
+                }
+            }
             ClientPhase::Closing(closing) => {
                 if !client.out.is_empty() && !conn.io.ready.writable {
                     let since = conn.io.last_write_ms.max(closing.since_ms);
@@ -189,8 +205,12 @@ impl Reactor {
         for timer in due {
             let id = match timer {
                 Due::Conn(id) => id,
-                Due::Check { upstream, round } => {
-                    self.check_due(upstream, round);
+                Due::Check {
+                    group,
+                    upstream,
+                    round,
+                } => {
+                    self.check_due(group, upstream, round);
                     continue;
                 }
             };
@@ -298,6 +318,10 @@ impl Reactor {
             TimeoutKind::Write if can_answer => {
                 self.report_attempt(key, Outcome::Failure);
                 answer(self, 504, "upstream stopped reading the request")
+            }
+            TimeoutKind::Write if self.is_serving_file(key) => {
+                warn!("timeout {what}: client stopped reading a static answer on {context}");
+                self.abort_static(key, &format!("timeout {what}"))
             }
             TimeoutKind::ClientBody | TimeoutKind::UpstreamRead | TimeoutKind::Write => {
                 warn!(

@@ -24,24 +24,28 @@ impl Reactor {
     /// Give the exchange a connection, preferring upstream `index` (see the
     /// module doc for the order), or queue it.
     pub(super) fn assign_upstream(&mut self, key: usize, index: usize) -> Progress {
-        let count = self.upstreams.addrs.len();
+        let g = exchange_in(&mut self.conns, key)?.group;
+        let Some(group) = self.groups.get(g) else {
+            return self.fail(key, 502, "its upstream group is gone (reload)");
+        };
+        let count = group.len();
         let limit = self.settings.max_conns_per_upstream;
         for candidate in (0..count).map(|k| (index + k) % count) {
             // Overflow goes only to upstreams in rotation that this request
             // has not tried: a full upstream is no excuse to hit a down one.
             if candidate != index {
                 let tried = exchange_in(&mut self.conns, key)?.tried.contains(candidate);
-                if tried || !self.upstreams.health.is_up(candidate) {
+                if tried || !self.groups[g].health.is_up(candidate) {
                     continue;
                 }
             }
-            if let Some(idle) = self.upstreams.pool.take(candidate) {
+            if let Some(idle) = self.groups[g].pool.take(candidate) {
                 let ex = exchange_in(&mut self.conns, key)?;
                 ex.upstream_index = candidate;
                 ex.tried.insert(candidate);
                 return self.link(key, idle, true);
             }
-            if self.upstreams.open[candidate] < limit {
+            if self.groups[g].open[candidate] < limit {
                 exchange_in(&mut self.conns, key)?.tried.insert(candidate);
                 return self.connect_upstream(key, candidate);
             }
@@ -51,10 +55,11 @@ impl Reactor {
         ex.upstream_index = index;
         ex.queued_since_ms = Some(now);
         let id = self.conns[key].io.id;
-        self.upstreams.waiting[index].push_back(id);
+        let queue = &mut self.groups[g].waiting[index];
+        queue.push_back(id);
         debug!(
             "connection {key}: every upstream at max_conns_per_upstream ({limit}); queued ({} waiting)",
-            self.upstreams.waiting[index].len()
+            queue.len()
         );
         Ok(false)
     }
@@ -65,19 +70,20 @@ impl Reactor {
         if !std::mem::take(&mut self.slots_freed) {
             return;
         }
-        for index in 0..self.upstreams.waiting.len() {
-            while let Some(&id) = self.upstreams.waiting[index].front() {
+        for (g, index) in self.queue_indexes() {
+            while let Some(&id) = self.groups[g].waiting[index].front() {
                 if !self.is_queued(id) {
                     // Closed, or timed out, while waiting.
-                    self.upstreams.waiting[index].pop_front();
+                    self.groups[g].waiting[index].pop_front();
                     continue;
                 }
-                let idle = self.upstreams.pool.take(index);
-                let room = self.upstreams.open[index] < self.settings.max_conns_per_upstream;
+                let group = &mut self.groups[g];
+                let idle = group.pool.take(index);
+                let room = group.open[index] < self.settings.max_conns_per_upstream;
                 if idle.is_none() && !room {
                     break;
                 }
-                self.upstreams.waiting[index].pop_front();
+                group.waiting[index].pop_front();
                 if let Ok(ex) = exchange_in(&mut self.conns, id.key) {
                     ex.queued_since_ms = None;
                     ex.upstream_index = index;
@@ -93,6 +99,15 @@ impl Reactor {
         }
     }
 
+    /// Every (group, upstream) pair, for walking the queues.
+    fn queue_indexes(&self) -> Vec<(usize, usize)> {
+        self.groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, group)| (0..group.len()).map(move |i| (g, i)))
+            .collect()
+    }
+
     /// Take client `key` out of the queue it waits in, if any (it timed out
     /// or closed): the queue must not keep it until a slot frees.
     pub(super) fn leave_queue(&mut self, key: usize) {
@@ -102,7 +117,11 @@ impl Reactor {
         if ex.queued_since_ms.take().is_none() || ex.upstream.is_some() {
             return;
         }
-        if let Some(queue) = self.upstreams.waiting.get_mut(ex.upstream_index) {
+        let queue = self
+            .groups
+            .get_mut(ex.group)
+            .and_then(|g| g.waiting.get_mut(ex.upstream_index));
+        if let Some(queue) = queue {
             queue.retain(|id| id.key != key);
         }
     }
@@ -117,7 +136,11 @@ impl Reactor {
     /// Start a non-blocking connect. It completes (or fails) later, when
     /// the socket reports WRITABLE: see [`Reactor::finish_connect`].
     pub(super) fn connect_upstream(&mut self, key: usize, index: usize) -> Progress {
-        let addr = self.upstreams.addrs[index];
+        let g = exchange_in(&mut self.conns, key)?.group;
+        let Some(group) = self.groups.get(g) else {
+            return self.fail(key, 502, "its upstream group is gone (reload)");
+        };
+        let (addr, first, generation) = (group.addrs[index], group.first, group.generation);
         let now = self.now;
         {
             let ex = exchange_in(&mut self.conns, key)?;
@@ -125,13 +148,14 @@ impl Reactor {
             ex.upstream_addr = Some(addr);
             ex.connect_started_ms = now;
         }
-        self.metrics.record_connect(index, false);
+        self.metrics.record_connect(first + index, false);
         let socket = match TcpStream::connect(addr) {
             Ok(socket) => socket,
             Err(e) => return self.connect_failed(key, &e),
         };
         let _ = socket.set_nodelay(true);
         let upstream = Upstream {
+            group: g,
             index,
             addr,
             inbuf: Buffer::with_capacity(self.settings.buffer_bytes),
@@ -140,11 +164,11 @@ impl Reactor {
             eof: false,
             requests: 0,
             parked_ms: now,
-            list_generation: self.upstreams.generation,
+            list_generation: generation,
         };
         match self.insert(socket, Role::Upstream(upstream), true) {
             Ok(upstream_key) => {
-                self.upstreams.open[index] += 1;
+                self.groups[g].open[index] += 1;
                 debug!("connection {key}: connecting to {addr} as connection {upstream_key}");
                 let ex = exchange_in(&mut self.conns, key)?;
                 ex.upstream = Some(upstream_key);
@@ -181,7 +205,13 @@ impl Reactor {
             up.requests
         );
         let addr = up.addr;
-        let host = &self.upstreams.hosts[up.index];
+        let Some(host) = self
+            .groups
+            .get(up.group)
+            .and_then(|g| g.hosts.get(up.index))
+        else {
+            return Ok(false);
+        };
         let ex = exchange_in(&mut self.conns, key)?;
         ex.upstream = Some(upstream_key);
         ex.upstream_addr = Some(addr);
@@ -239,7 +269,11 @@ impl Reactor {
         let ex = exchange_in(&mut self.conns, key)?;
         let failed = ex.upstream_index;
         ex.upstream = None;
-        if let Some(counters) = self.metrics.upstreams.get_mut(failed) {
+        let Some(group) = self.groups.get(ex.group) else {
+            return self.fail(key, 502, "its upstream group is gone (reload)");
+        };
+        let (first, count) = (group.first, group.len());
+        if let Some(counters) = self.metrics.upstreams.get_mut(first + failed) {
             counters.connect_failures += 1;
         }
         self.metrics
@@ -248,7 +282,7 @@ impl Reactor {
             "connect to upstream {} failed: {e}",
             super::client::upstream_label(ex)
         );
-        let all_tried = ex.tried.count() >= self.upstreams.len();
+        let all_tried = ex.tried.count() >= count;
         let moved = if all_tried {
             self.retry_elsewhere(key, &format!("connect failed: {e}"), false)
         } else {
@@ -266,6 +300,7 @@ impl Reactor {
         let ex = exchange_in(&mut self.conns, key)?;
         let old = ex.upstream;
         let index = ex.upstream_index;
+        let count = self.groups.get(ex.group).map_or(0, |g| g.len());
         ex.reset_for_retry();
         info!(
             "retrying on a fresh connection: pooled connection failed ({})",
@@ -274,7 +309,7 @@ impl Reactor {
         if let Some(old) = old {
             self.close(old);
         }
-        if index < self.upstreams.addrs.len() {
+        if index < count {
             self.connect_upstream(key, index)
         } else {
             // The list changed under a reload: choose afresh.
@@ -288,7 +323,6 @@ impl Reactor {
     /// Park a finished upstream connection, or close it.
     pub(super) fn release_upstream(&mut self, key: usize, reusable: bool) {
         let now = self.now;
-        let generation = self.upstreams.generation;
         let draining = self.draining_until.is_some();
         let Some(Conn {
             io,
@@ -332,14 +366,15 @@ impl Reactor {
                 up.addr
             );
         }
-        if !(reusable && clean) || up.list_generation != generation || draining {
+        let current = self.groups.get(up.group).map(|g| g.generation) == Some(up.list_generation);
+        if !reusable || !clean || !current || draining {
             self.close(key);
             return;
         }
         up.phase = UpstreamPhase::Idle;
         up.parked_ms = now;
-        let index = up.index;
-        if let Some(evicted) = self.upstreams.pool.park(index, key) {
+        let (g, index) = (up.group, up.index);
+        if let Some(evicted) = self.groups[g].pool.park(index, key) {
             // The pool is off (the limit is 0: `key` itself came back), or
             // full, and its oldest connection makes room for this one.
             debug!("idle upstream connection {evicted} over max_idle_per_upstream: closed");

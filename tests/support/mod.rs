@@ -113,6 +113,8 @@ pub fn config_for(upstreams: &[SocketAddr]) -> Config {
         retries: 0,
         health: None,
         rate_limit: None,
+        upstream_groups: Default::default(),
+        routes: Vec::new(),
     }
 }
 

@@ -13,11 +13,19 @@
 //! What it does not do: open sockets or keep resolved addresses. Hosts are
 //! resolved when asked ([`Config::upstream_addrs`]), so a `Config` stays
 //! plain data that a test can build from a string.
+//!
+//! Over 500 lines, on purpose: every field of the file, its default and its
+//! checks read in one place, next to `config.json`; only the routing part,
+//! which has rules of its own, lives in `routes.rs`.
+
+mod routes;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 use serde::Deserialize;
+
+pub use routes::{DEFAULT_GROUP, GroupConfig, GroupView, Groups, RouteConfig};
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -50,6 +58,12 @@ pub struct Config {
     /// Token buckets per client address or for all; off when absent.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// Named groups of upstreams besides `default` (see `routes.rs`).
+    #[serde(default)]
+    pub upstream_groups: Groups,
+    /// Path prefixes sent to a group or served from a directory.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -343,21 +357,32 @@ impl Config {
     /// reload must not bring the loop down because a DNS name vanished in
     /// the moment between validating the file and applying it.
     pub fn try_upstream_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
-        self.upstreams
-            .iter()
-            .enumerate()
-            .map(|(i, upstream)| {
-                upstream.resolve().map_err(|reason| ConfigError {
-                    what: format!(
-                        "upstreams[{i}].host: {:?} no longer resolves ({reason})",
-                        upstream.host
-                    ),
-                    location: "reload".to_string(),
-                })
-            })
-            .collect()
+        resolve_upstreams(&self.upstreams, "")
     }
+}
 
+/// A group's upstream addresses, or which one no longer resolves (`at` is
+/// the group's field prefix, as in the file).
+pub fn resolve_upstreams(
+    upstreams: &[UpstreamConfig],
+    at: &str,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, upstream)| {
+            upstream.resolve().map_err(|reason| ConfigError {
+                what: format!(
+                    "{at}upstreams[{i}].host: {:?} no longer resolves ({reason})",
+                    upstream.host
+                ),
+                location: "reload".to_string(),
+            })
+        })
+        .collect()
+}
+
+impl Config {
     /// The log level as a `log` filter.
     ///
     /// # Panics
@@ -422,6 +447,39 @@ impl Config {
             )),
             None => out.push_str("rate_limit  off\n"),
         }
+        for (name, group) in &self.upstream_groups {
+            out.push_str(&format!(
+                "group       {name}: {} upstreams, balancing {}, retries {}, health {}\n",
+                group.upstreams.len(),
+                group.balancing.name(),
+                group.retries,
+                match &group.health {
+                    Some(h) => match &h.path {
+                        Some(path) => format!("GET {path} every {} ms", h.interval_ms),
+                        None => "passive only".to_string(),
+                    },
+                    None => "off".to_string(),
+                }
+            ));
+            for (i, upstream) in group.upstreams.iter().enumerate() {
+                out.push_str(&format!(
+                    "  [{i}] {}:{}, weight {}\n",
+                    upstream.host, upstream.port, upstream.weight
+                ));
+            }
+        }
+        if self.routes.is_empty() {
+            out.push_str("routes      none: every request goes to default\n");
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let to = match (&route.group, &route.root) {
+                (Some(group), _) => format!("group {group}"),
+                (None, Some(root)) => format!("static files from {}", root.display()),
+                (None, None) => "nothing".to_string(),
+            };
+            let label = if i == 0 { "routes" } else { "" };
+            out.push_str(&format!("{label:<12}{} -> {to}\n", route.prefix));
+        }
         out.push_str(&format!(
             "timeouts    connect_ms {}, read_ms {}, write_ms {}, total_ms {}\n",
             t.connect_ms, t.read_ms, t.write_ms, t.total_ms
@@ -480,55 +538,10 @@ impl Config {
             )));
         }
 
-        if self.upstreams.is_empty() {
-            return Err(fail(
-                "upstreams: the list is empty; the proxy needs at least one upstream".to_string(),
-            ));
+        for group in self.groups() {
+            validate_group(&group).map_err(fail)?;
         }
-        for (i, upstream) in self.upstreams.iter().enumerate() {
-            // Port 0 means "any free port" when binding; as a destination
-            // it cannot be connected to, so it is always a mistake here.
-            if upstream.port == 0 {
-                return Err(fail(format!(
-                    "upstreams[{i}].port: 0 is not a port an upstream can listen on"
-                )));
-            }
-            if upstream.host.is_empty() {
-                return Err(fail(format!("upstreams[{i}].host: is empty")));
-            }
-            if let Err(reason) = upstream.resolve() {
-                return Err(fail(format!(
-                    "upstreams[{i}].host: {:?} does not resolve ({reason})",
-                    upstream.host
-                )));
-            }
-            if !(1..=MAX_WEIGHT).contains(&upstream.weight) {
-                return Err(fail(format!(
-                    "upstreams[{i}].weight: {} is out of range (1 to {MAX_WEIGHT})",
-                    upstream.weight
-                )));
-            }
-        }
-        if let Some(h) = &self.health {
-            if let Some(path) = &h.path
-                && (!path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f))
-            {
-                return Err(fail(format!(
-                    "health.path: {path:?} must start with '/' and hold no spaces or control bytes"
-                )));
-            }
-            for (name, value) in [
-                ("interval_ms", h.interval_ms),
-                ("timeout_ms", h.timeout_ms),
-                ("fails", u64::from(h.fails)),
-                ("passes", u64::from(h.passes)),
-                ("fail_timeout_ms", h.fail_timeout_ms),
-            ] {
-                if value == 0 {
-                    return Err(fail(format!("health.{name}: must be greater than 0")));
-                }
-            }
-        }
+        self.validate_routes().map_err(fail)?;
         if let Some(r) = &self.rate_limit {
             if r.rps == 0 {
                 return Err(fail(
@@ -585,6 +598,66 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `upstreams`, `balancing`'s weights and `health` of one group; field
+/// names are spelled as in the file (`upstreams[1].port` for the default
+/// group, `upstream_groups.api.upstreams[1].port` for another).
+fn validate_group(group: &GroupView<'_>) -> Result<(), String> {
+    let at = match group.name {
+        DEFAULT_GROUP => String::new(),
+        name => format!("upstream_groups.{name}."),
+    };
+    if group.upstreams.is_empty() {
+        return Err(format!(
+            "{at}upstreams: the list is empty; the proxy needs at least one upstream"
+        ));
+    }
+    for (i, upstream) in group.upstreams.iter().enumerate() {
+        // Port 0 means "any free port" when binding; as a destination
+        // it cannot be connected to, so it is always a mistake here.
+        if upstream.port == 0 {
+            return Err(format!(
+                "{at}upstreams[{i}].port: 0 is not a port an upstream can listen on"
+            ));
+        }
+        if upstream.host.is_empty() {
+            return Err(format!("{at}upstreams[{i}].host: is empty"));
+        }
+        if let Err(reason) = upstream.resolve() {
+            return Err(format!(
+                "{at}upstreams[{i}].host: {:?} does not resolve ({reason})",
+                upstream.host
+            ));
+        }
+        if !(1..=MAX_WEIGHT).contains(&upstream.weight) {
+            return Err(format!(
+                "{at}upstreams[{i}].weight: {} is out of range (1 to {MAX_WEIGHT})",
+                upstream.weight
+            ));
+        }
+    }
+    if let Some(h) = group.health {
+        if let Some(path) = &h.path
+            && (!path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f))
+        {
+            return Err(format!(
+                "{at}health.path: {path:?} must start with '/' and hold no spaces or control bytes"
+            ));
+        }
+        for (name, value) in [
+            ("interval_ms", h.interval_ms),
+            ("timeout_ms", h.timeout_ms),
+            ("fails", u64::from(h.fails)),
+            ("passes", u64::from(h.passes)),
+            ("fail_timeout_ms", h.fail_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{at}health.{name}: must be greater than 0"));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl UpstreamConfig {
