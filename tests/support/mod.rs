@@ -2040,3 +2040,70 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
 }
+
+// ---------------------------------------------------------------------------
+// Static sites
+// ---------------------------------------------------------------------------
+
+/// A directory of files for a static route, removed when dropped. Each
+/// gets its own name under the system's temp directory, so tests running
+/// side by side never share one.
+pub struct TempSite {
+    pub dir: std::path::PathBuf,
+}
+
+impl TempSite {
+    pub fn new(story: &str) -> TempSite {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ferroxy-site-{story}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the site directory");
+        TempSite { dir }
+    }
+
+    /// Write `bytes` at `rel` (parent directories made as needed).
+    pub fn file(&self, rel: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = self.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create a directory in the site");
+        }
+        std::fs::write(&path, bytes).expect("write a file in the site");
+        path
+    }
+
+    pub fn mkdir(&self, rel: &str) {
+        std::fs::create_dir_all(self.dir.join(rel)).expect("create a directory in the site");
+    }
+
+    pub fn symlink(&self, rel: &str, points_to: &str) {
+        std::os::unix::fs::symlink(points_to, self.dir.join(rel)).expect("make a symlink");
+    }
+}
+
+impl Drop for TempSite {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A route `prefix` -> static files from `root`.
+pub fn static_route(prefix: &str, root: &std::path::Path) -> ferroxy::config::RouteConfig {
+    ferroxy::config::RouteConfig {
+        prefix: prefix.to_string(),
+        group: None,
+        root: Some(root.to_path_buf()),
+    }
+}
+
+/// A route `prefix` -> upstream group `group`.
+pub fn group_route(prefix: &str, group: &str) -> ferroxy::config::RouteConfig {
+    ferroxy::config::RouteConfig {
+        prefix: prefix.to_string(),
+        group: Some(group.to_string()),
+        root: None,
+    }
+}
