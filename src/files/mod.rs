@@ -21,6 +21,7 @@
 //!
 //! Lesson: `lessons/16-static-files`.
 
+pub mod cache;
 pub mod reply;
 pub mod rules;
 
@@ -32,17 +33,23 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, fstat, fstatat};
+use std::sync::Arc;
+
+use cache::{Kind, OpenFiles, Stat};
 
 use crate::config::Config;
 
 /// The directories of the static routes, held open for the life of the
 /// config: every file is opened *relative to* one of them (see
 /// [`open_beneath`]), never by a path string from the root of the disk.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Roots {
     dirs: Vec<OwnedFd>,
+    /// Files kept open for the next request (`cache.rs`).
+    pub open_files: OpenFiles,
 }
 
 impl Roots {
@@ -57,11 +64,51 @@ impl Roots {
                 })?);
             }
         }
-        Ok(Roots { dirs })
+        Ok(Roots {
+            dirs,
+            open_files: OpenFiles::default(),
+        })
     }
 
     pub fn get(&self, root: usize) -> Option<BorrowedFd<'_>> {
         self.dirs.get(root).map(AsFd::as_fd)
+    }
+
+    /// Open `rel` beneath root `root` (`""` is the root itself), or take
+    /// the descriptor kept from last time if the path still names that
+    /// same, unchanged file (see `cache.rs`).
+    pub fn open_file(
+        &mut self,
+        root: usize,
+        rel: &[u8],
+        now_ms: u64,
+    ) -> io::Result<(Arc<File>, Stat)> {
+        let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+        let dir = self
+            .dirs
+            .get(root)
+            .ok_or_else(|| io::Error::other("no such static root"))?
+            .as_fd();
+        if self.open_files.contains(root, rel) {
+            let path = Path::new(std::ffi::OsStr::from_bytes(rel));
+            match fstatat(dir, path, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => {
+                    let stat = Stat::from_nix(&st);
+                    if let Some(file) = self.open_files.hit(root, rel, &stat, now_ms) {
+                        return Ok((file, stat));
+                    }
+                }
+                Err(_) => self.open_files.forget(root, rel),
+            }
+        }
+        let file = open_beneath(dir, rel)?;
+        let stat = Stat::from_nix(&fstat(&file)?);
+        let file = Arc::new(file);
+        if stat.kind != Kind::Other {
+            self.open_files
+                .keep(root, rel, Arc::clone(&file), stat, now_ms);
+        }
+        Ok((file, stat))
     }
 }
 

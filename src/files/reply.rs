@@ -15,12 +15,13 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 
+use super::Roots;
+use super::cache::Kind;
 use super::rules::{self, Conditions, FileMeta};
-use super::{Roots, open_beneath};
 use crate::conn::{Outbox, Outgoing, Readiness, WriteOutcome, write_two, write_two_before_fin};
 use crate::http::framing::BodyFraming;
 use crate::http::head::find_header;
@@ -31,12 +32,14 @@ const MAX_SENDFILE: usize = 1 << 20;
 
 /// A routed request for a file: where it was routed, and what it asked.
 pub struct FileRequest<'a> {
-    pub roots: &'a Roots,
+    pub roots: &'a mut Roots,
     pub root: usize,
     /// The resolved path below the route's prefix (see `route::Handler`).
     pub rest: &'a [u8],
     pub disguised_separator: bool,
     pub head: &'a RequestHead,
+    /// The reactor's clock, for the open-file cache.
+    pub now_ms: u64,
 }
 
 /// The answer to a file request.
@@ -57,7 +60,7 @@ pub enum Plan {
 /// then `[offset, end)` of `file`.
 pub struct FileReply {
     pub status: u16,
-    file: Option<File>,
+    file: Option<Arc<File>>,
     offset: u64,
     end: u64,
     /// Bytes of the head and the body written so far (for the access log).
@@ -81,7 +84,7 @@ pub enum Pump {
 
 /// Decide the answer to a routed request and prepare it. The head goes
 /// into `out`; the reply says what follows.
-pub fn plan(req: &FileRequest<'_>, out: &mut Outbox) -> Plan {
+pub fn plan(req: &mut FileRequest<'_>, out: &mut Outbox) -> Plan {
     let head = req.head;
     let refuse = |status: u16, why: &str| Plan::Refuse {
         status,
@@ -105,15 +108,12 @@ pub fn plan(req: &FileRequest<'_>, out: &mut Outbox) -> Plan {
         // named with its slash, or relative links inside it break.
         return redirect_with_slash(head);
     }
-    let Some(dir) = req.roots.get(req.root) else {
-        return refuse(500, "static root missing (reload in progress?)");
-    };
     let rel = req.rest.trim_ascii_start_matches_slash();
-    let (mut file, mut meta) = match open_and_stat(dir, rel) {
+    let (mut file, mut meta) = match req.roots.open_file(req.root, rel, req.now_ms) {
         Ok(found) => found,
         Err(e) => return refusal_for(&e, req.rest),
     };
-    let is_index = meta.is_dir();
+    let is_index = meta.kind == Kind::Dir;
     if is_index {
         if !req.rest.ends_with(b"/") {
             return redirect_with_slash(head);
@@ -121,22 +121,22 @@ pub fn plan(req: &FileRequest<'_>, out: &mut Outbox) -> Plan {
         // Opened from the root again, not from the directory: a symlink
         // `index.html -> ../x/index.html` may stay inside the root.
         let index = [rel, b"index.html"].concat();
-        match open_and_stat(dir, &index) {
-            Ok((f, m)) if m.is_file() => (file, meta) = (f, m),
+        match req.roots.open_file(req.root, &index, req.now_ms) {
+            Ok((f, m)) if m.kind == Kind::File => (file, meta) = (f, m),
             Ok(_) => return refuse(404, "index.html is not a regular file"),
             Err(e) if e.raw_os_error() == Some(Errno::ENOENT as i32) => {
                 return refuse(404, "a directory without index.html (never listed)");
             }
             Err(e) => return refusal_for(&e, req.rest),
         }
-    } else if !meta.is_file() {
+    } else if meta.kind != Kind::File {
         return refuse(404, "not a regular file (a FIFO, a device...)");
     }
     let facts = FileMeta {
-        len: meta.len(),
-        modified_secs: meta.mtime(),
-        modified_nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
-        inode: meta.ino(),
+        len: meta.len,
+        modified_secs: meta.mtime,
+        modified_nanos: meta.mtime_nsec.clamp(0, 999_999_999) as u32,
+        inode: meta.ino,
     };
     let etag = rules::etag(&facts);
     let text =
@@ -260,15 +260,6 @@ impl FileReply {
     pub fn remaining(&self) -> u64 {
         self.end.saturating_sub(self.offset)
     }
-}
-
-fn open_and_stat(
-    dir: std::os::fd::BorrowedFd<'_>,
-    rel: &[u8],
-) -> io::Result<(File, std::fs::Metadata)> {
-    let file = open_beneath(dir, rel)?;
-    let meta = file.metadata()?;
-    Ok((file, meta))
 }
 
 /// Why a file could not be opened, as an answer. An escape (a symlink out

@@ -16,7 +16,7 @@ use log::{info, trace, warn};
 
 use super::{Gone, Progress, Reactor, client_in};
 use crate::access_log::{self, AccessLine};
-use crate::conn::{ClientPhase, Closing, StaticServe};
+use crate::conn::{ClientPhase, Closing, Conn, Role, StaticServe};
 use crate::files::reply::{FileRequest, Plan, Pump, plan};
 use crate::http::errors::error_response_len;
 use crate::http::request::RequestHead;
@@ -34,28 +34,38 @@ impl Reactor {
                 prefix: _,
                 disguised_separator,
             } => {
-                let (_, client) = client_in(&mut self.conns, key)?;
+                let now = self.now;
+                let Some(Conn {
+                    role: Role::Client(client),
+                    ..
+                }) = self.conns.get_mut(key)
+                else {
+                    return Err(Gone);
+                };
                 let planned = plan(
-                    &FileRequest {
-                        roots: &self.roots,
+                    &mut FileRequest {
+                        roots: &mut self.roots,
                         root,
                         rest: &rest,
                         disguised_separator,
                         head: &head,
+                        now_ms: now,
                     },
                     &mut client.out,
                 );
                 match planned {
                     Plan::Reply(reply) => {
-                        client.head_started_ms = None;
+                        let nodelay = client.nodelay;
+                        self.arm_file_sweep();
                         // As for a proxied answer: no Nagle delay on the last
                         // segment of a kept-alive connection.
-                        if reply.keep_alive && !client.nodelay {
+                        if reply.keep_alive && !nodelay {
                             let (io, client) = client_in(&mut self.conns, key)?;
                             let _ = io.socket.set_nodelay(true);
                             client.nodelay = true;
                         }
                         let (_, client) = client_in(&mut self.conns, key)?;
+                        client.head_started_ms = None;
                         client.phase = ClientPhase::Static(Box::new(StaticServe {
                             reply,
                             request: head,
@@ -69,7 +79,10 @@ impl Reactor {
                         headers,
                         why,
                         suspicious,
-                    } => self.refuse_routed(key, &head, status, &headers, &why, suspicious),
+                    } => {
+                        self.arm_file_sweep();
+                        self.refuse_routed(key, &head, status, &headers, &why, suspicious)
+                    }
                 }
             }
             Handler::Refuse(status, why) => self.refuse_routed(key, &head, status, &[], why, true),
@@ -183,6 +196,23 @@ impl Reactor {
         self.log_static(key);
         self.close(key);
         Err(Gone)
+    }
+
+    /// Kept files are closed after a while unused (`files/cache.rs`): one
+    /// timer in the wheel while any are kept, so an idle proxy lets go too.
+    fn arm_file_sweep(&mut self) {
+        if !self.file_sweep_armed && !self.roots.open_files.is_empty() {
+            self.file_sweep_armed = true;
+            let at = self.now + crate::files::cache::IDLE_MS;
+            self.timers.insert(at, super::time::Due::FileSweep);
+        }
+    }
+
+    /// The sweep timer fired.
+    pub(super) fn sweep_files(&mut self) {
+        self.file_sweep_armed = false;
+        self.roots.open_files.sweep(self.now);
+        self.arm_file_sweep();
     }
 
     pub(super) fn is_serving_file(&self, key: usize) -> bool {

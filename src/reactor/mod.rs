@@ -123,6 +123,8 @@ pub struct Stats {
     pub peak_buffer_bytes: usize,
     /// Requests that reached the end of their exchange (any status).
     pub requests: u64,
+    /// Static files kept open for the next request (`src/files/cache.rs`).
+    pub open_files: usize,
 }
 
 /// The client connection was closed during this step: stop driving it.
@@ -239,8 +241,11 @@ pub struct Reactor {
     next_list_generation: u64,
     /// Which handler each request goes to (`src/route.rs`).
     router: Router,
-    /// The static routes' directories, held open (`src/files`).
+    /// The static routes' directories, held open (`src/files`), and the
+    /// files kept open for the next request.
     roots: Roots,
+    /// A `Due::FileSweep` timer is in the wheel.
+    file_sweep_armed: bool,
     /// Requests and retries in flight (see `src/retry.rs`).
     retry_budget: RetryBudget,
     /// `rate_limit`, when configured.
@@ -351,6 +356,7 @@ impl Reactor {
             next_list_generation,
             router: Router::from_config(config),
             roots,
+            file_sweep_armed: false,
             retry_budget: RetryBudget::default(),
             rate_limiter: config.rate_limit.as_ref().map(rate_limiter_for),
             settings: Settings::from_config(config),
@@ -969,6 +975,7 @@ impl Reactor {
         self.stats.upstream_connections =
             self.conns.len() - self.clients - self.admin_clients - self.checks_open;
         self.stats.idle_upstream_connections = self.groups.iter().map(|g| g.pool.len()).sum();
+        self.stats.open_files = self.roots.open_files.len();
         self.stats.queued_requests = self
             .groups
             .iter()

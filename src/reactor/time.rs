@@ -45,6 +45,8 @@ pub(super) enum Due {
         upstream: usize,
         round: u64,
     },
+    /// Close the static files kept open and unused (`src/files/cache.rs`).
+    FileSweep,
 }
 
 impl Reactor {
@@ -211,6 +213,10 @@ impl Reactor {
                     round,
                 } => {
                     self.check_due(group, upstream, round);
+                    continue;
+                }
+                Due::FileSweep => {
+                    self.sweep_files();
                     continue;
                 }
             };
