@@ -68,3 +68,5 @@ pub mod access_log;
 // For newcomers.
 // Built-in demo upstreams for `--demo` (lesson 01 onward).
 pub mod demo;
+// The static site `--demo` serves at `/static/` (lesson 16).
+pub mod demo_site;

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use ferroxy::cli::{self, Command, USAGE};
 use ferroxy::config::Config;
 use ferroxy::demo::DemoUpstream;
+use ferroxy::demo_site::DemoSite;
 
 fn main() -> ExitCode {
     let command = match cli::parse_args(std::env::args().skip(1)) {
@@ -58,7 +59,7 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn run(path: &Path, demo: bool, trace: bool) -> ExitCode {
-    let config = match Config::load(path) {
+    let mut config = match Config::load(path) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{err}");
@@ -97,6 +98,27 @@ fn run(path: &Path, demo: bool, trace: bool) -> ExitCode {
         }
     } else {
         Vec::new()
+    };
+    // Also held until the loop returns: its drop removes the directory.
+    let _site = if demo {
+        match DemoSite::add_to(&mut config) {
+            Ok(Some(site)) => {
+                log::info!(
+                    "demo static site: http://{}{} served from {}",
+                    config.listen,
+                    ferroxy::demo_site::PREFIX,
+                    site.dir.display()
+                );
+                Some(site)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                eprintln!("error: cannot write the demo site ({err})");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
     };
 
     match ferroxy::reactor::run(&config, Some(path), trace) {

@@ -589,3 +589,47 @@ fn a_changed_file_is_never_served_stale() {
     let gone = Client::connect(proxy.local_addr()).request(&get("/assets/v.txt"));
     assert_eq!(gone.status, 404);
 }
+
+/// `ferroxy --demo` serves a small static site at `/static/`, from a
+/// directory it writes and removes again: a newcomer can `curl` a file at
+/// once.
+#[test]
+fn the_demo_serves_a_static_site() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+    };
+    let (a, b) = (free(), free());
+    let mut proxy = ProxyProcess::start_demo("demo-site", &config_json(&[a, b], |_| {}));
+    let addr = proxy.addr;
+    let page = Client::connect(addr).request(&get("/static/"));
+    assert_eq!(page.status, 200, "{}", proxy.stderr());
+    assert!(
+        page.body_text().contains("sendfile"),
+        "the demo's index page"
+    );
+    let hello = Client::connect(addr).request(&get("/static/hello.txt"));
+    assert_eq!(
+        hello.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let part = Client::connect(addr).request(&get_with("/static/big.bin", &["Range: bytes=0-9"]));
+    assert_eq!((part.status, part.body.len()), (206, 10));
+    let proxied = Client::connect(addr).request(&get("/anything"));
+    assert!(
+        proxied.header("X-Upstream").is_some(),
+        "the demo upstreams still answer"
+    );
+
+    let logged = proxy.stderr();
+    let dir = logged
+        .lines()
+        .find_map(|l| l.split("served from ").nth(1))
+        .map(|d| std::path::PathBuf::from(d.trim()))
+        .expect("the log names the site's directory");
+    assert!(dir.is_dir());
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(5)).is_some());
+    assert!(!dir.exists(), "the demo removes its site when it stops");
+}

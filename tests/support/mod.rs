@@ -1830,17 +1830,23 @@ impl ProxyProcess {
     /// `ferroxy --config FILE`; return once it printed its listen address.
     /// `name` goes into the temp file's name, to tell stories apart.
     pub fn start(name: &str, config_text: &str) -> ProxyProcess {
-        ProxyProcess::start_limited(name, config_text, None)
+        ProxyProcess::start_limited(name, config_text, None, false)
+    }
+
+    /// [`ProxyProcess::start`] with `--demo`: demo upstreams on the
+    /// config's upstream addresses, and the demo's static site.
+    pub fn start_demo(name: &str, config_text: &str) -> ProxyProcess {
+        ProxyProcess::start_limited(name, config_text, None, true)
     }
 
     /// [`ProxyProcess::start`] with the child's descriptor limit lowered
     /// to `fds` (`ulimit -n` in a shell that then `exec`s the proxy, so
     /// the pid is the proxy's).
     pub fn start_with_fd_limit(name: &str, config_text: &str, fds: u32) -> ProxyProcess {
-        ProxyProcess::start_limited(name, config_text, Some(fds))
+        ProxyProcess::start_limited(name, config_text, Some(fds), false)
     }
 
-    fn start_limited(name: &str, config_text: &str, fds: Option<u32>) -> ProxyProcess {
+    fn start_limited(name: &str, config_text: &str, fds: Option<u32>, demo: bool) -> ProxyProcess {
         use std::io::BufRead;
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let config_path = std::env::temp_dir().join(format!(
@@ -1863,6 +1869,9 @@ impl ProxyProcess {
                 sh
             }
         };
+        if demo {
+            command.arg("--demo");
+        }
         let mut child = command
             .arg("--config")
             .arg(&config_path)
