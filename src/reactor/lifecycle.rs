@@ -122,6 +122,17 @@ impl Reactor {
                 self.listen_addr, config.listen, self.listen_addr
             );
         }
+        // Everything that can fail comes first, so a failure leaves the
+        // running config whole.
+        let roots = match crate::files::Roots::open(config) {
+            Ok(roots) => roots,
+            Err(e) => {
+                error!(
+                    "reload failed, keeping the running config: a static root cannot be opened ({e})"
+                );
+                return;
+            }
+        };
         if let Err(e) = self.apply_groups(config) {
             error!(
                 "reload failed, keeping the running config: {}, {}",
@@ -129,15 +140,8 @@ impl Reactor {
             );
             return;
         }
-        match crate::files::Roots::open(config) {
-            Ok(roots) => self.roots = roots,
-            Err(e) => {
-                error!(
-                    "reload: a static root cannot be opened ({e}); keeping the old roots and routes"
-                );
-                return;
-            }
-        }
+        // The kept files belong to the old roots' descriptors: they go too.
+        self.roots = roots;
         self.router = crate::route::Router::from_config(config);
         self.rate_limiter = match (self.rate_limiter.take(), &config.rate_limit) {
             (Some(mut limiter), Some(settings)) => {
