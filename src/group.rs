@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::balance::{Balancer, Candidates};
-use crate::config::GroupView;
+use crate::config::{Config, ConfigError, DEFAULT_GROUP, GroupView, resolve_upstreams};
 use crate::health::Health;
 use crate::pool::IdlePool;
 use crate::retry::Tried;
@@ -176,4 +176,129 @@ impl UpstreamGroup {
             probe,
         })
     }
+}
+
+/// Every group of `config`, `default` first, each stamped with the next
+/// generation (unique across groups: see `Upstream::list_generation`).
+pub fn build_groups(
+    config: &Config,
+    generation: &mut u64,
+) -> Result<Vec<UpstreamGroup>, ConfigError> {
+    let mut first = 0;
+    let mut groups = Vec::new();
+    for view in config.groups() {
+        let addrs = resolve_upstreams(view.upstreams, &field_prefix(view.name))?;
+        let count = addrs.len();
+        groups.push(UpstreamGroup::new(
+            &view,
+            addrs,
+            config.limits.max_idle_per_upstream,
+            first,
+            *generation,
+        ));
+        *generation += 1;
+        first += count;
+    }
+    Ok(groups)
+}
+
+/// (group, address) of every upstream, in the metrics' flat order.
+pub fn flat_upstreams(groups: &[UpstreamGroup]) -> Vec<(String, SocketAddr)> {
+    groups
+        .iter()
+        .flat_map(|g| g.addrs.iter().map(|addr| (g.name.clone(), *addr)))
+        .collect()
+}
+
+/// How a group's fields are spelled in the file: `` for `default`,
+/// `upstream_groups.api.` for another.
+fn field_prefix(name: &str) -> String {
+    match name {
+        DEFAULT_GROUP => String::new(),
+        name => format!("upstream_groups.{name}."),
+    }
+}
+
+/// What a reload did to the groups, for the reactor to carry out on the
+/// connections.
+pub struct Regrouped {
+    /// Old place -> new place of each group that is still there (by name).
+    pub remap: Vec<Option<usize>>,
+    /// Idle connections to close: of pools rebuilt, shrunk or gone.
+    pub close: Vec<usize>,
+    /// Queued requests, and the new group whose queue they go to.
+    pub requeue: Vec<(usize, ConnId)>,
+}
+
+/// Replace `groups` by the groups of `config`, matched by name. A group
+/// whose list is unchanged is kept (its pool, counts and queue stay; its
+/// balancing, health settings and retries are renewed). A group whose list
+/// changed is rebuilt: health carries over by address, its idle connections
+/// close, its queue moves over, and its open connections, stamped with the
+/// old generation, close when their exchange ends. A group gone sends its
+/// queued requests to `default`. Every list is resolved before anything
+/// changes: on an error `groups` is left as it was.
+pub fn regroup(
+    groups: &mut Vec<UpstreamGroup>,
+    config: &Config,
+    next_generation: &mut u64,
+) -> Result<Regrouped, ConfigError> {
+    let views = config.groups();
+    let mut resolved = Vec::with_capacity(views.len());
+    for view in &views {
+        resolved.push(resolve_upstreams(view.upstreams, &field_prefix(view.name))?);
+    }
+    let max_idle = config.limits.max_idle_per_upstream;
+    let mut old: Vec<Option<UpstreamGroup>> =
+        std::mem::take(groups).into_iter().map(Some).collect();
+    let mut done = Regrouped {
+        remap: vec![None; old.len()],
+        close: Vec::new(),
+        requeue: Vec::new(),
+    };
+    let mut first = 0;
+    for (new_index, (view, addrs)) in views.iter().zip(resolved).enumerate() {
+        let found = old
+            .iter()
+            .position(|g| g.as_ref().is_some_and(|g| g.name == view.name));
+        if let Some(i) = found {
+            done.remap[i] = Some(new_index);
+        }
+        let group = match found.and_then(|i| old[i].take()) {
+            Some(mut kept) if kept.addrs == addrs && kept.hosts.len() == view.upstreams.len() => {
+                kept.reconfigure(view, first);
+                done.close.extend(kept.pool.set_max_per_upstream(max_idle));
+                kept
+            }
+            previous => {
+                let mut fresh = UpstreamGroup::new(view, addrs, max_idle, first, *next_generation);
+                *next_generation += 1;
+                if let Some(UpstreamGroup {
+                    mut pool,
+                    waiting,
+                    health,
+                    ..
+                }) = previous
+                {
+                    // Upstreams that stay keep their verdicts; new ones start up.
+                    fresh.inherit_health(health);
+                    done.close.extend(pool.drain_all());
+                    done.requeue
+                        .extend(waiting.into_iter().flatten().map(|id| (new_index, id)));
+                }
+                fresh
+            }
+        };
+        first += group.len();
+        groups.push(group);
+    }
+    for gone in old.into_iter().flatten() {
+        let UpstreamGroup {
+            mut pool, waiting, ..
+        } = gone;
+        done.close.extend(pool.drain_all());
+        done.requeue
+            .extend(waiting.into_iter().flatten().map(|id| (0, id)));
+    }
+    Ok(done)
 }

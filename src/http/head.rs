@@ -48,6 +48,13 @@ pub struct Header<'a> {
 
 impl Header<'_> {
     /// The name is `name`, ASCII case-insensitively.
+    ///
+    /// `#[inline]`: called some 100 times per proxied request (every field
+    /// against every hop-by-hop name). Once `src/files` called it too, the
+    /// compiler stopped inlining it, and a proxied request cost 3,300 more
+    /// instructions (callgrind, 17,629 -> 20,924); inlined, the length check
+    /// against a constant name settles most calls in two instructions.
+    #[inline]
     pub fn is(&self, name: &str) -> bool {
         self.name.eq_ignore_ascii_case(name.as_bytes())
     }

@@ -16,9 +16,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::{Reactor, Settings};
-use crate::config::{Config, ConfigError, resolve_upstreams};
+use crate::config::{Config, ConfigError};
 use crate::conn::{ClientPhase, Role, UpstreamPhase};
-use crate::group::UpstreamGroup;
+use crate::group::{Regrouped, flat_upstreams, regroup};
 
 impl Reactor {
     /// Route SIGTERM, SIGINT and SIGHUP into the loop.
@@ -187,116 +187,36 @@ impl Reactor {
         );
     }
 
-    /// The groups of a reload, matched to the running ones by name. A
-    /// group whose list is unchanged is kept (its pool, counts and queue
-    /// stay; balancing, health settings and retries are renewed). A group
-    /// whose list changed is rebuilt: health carries over by address, its
-    /// idle connections close, its queue moves over, and its open
-    /// connections, stamped with the old generation, close when their
-    /// exchange ends. Connections and requests are renumbered to the
-    /// groups' new places.
+    /// The groups of a reload (`group::regroup` decides which are kept,
+    /// rebuilt or gone); here the connections follow: renumbered to their
+    /// group's new place, idle ones of rebuilt pools closed, queued
+    /// requests put in their new group's queues.
     fn apply_groups(&mut self, config: &Config) -> Result<(), ConfigError> {
-        let views = config.groups();
-        // Resolve every list before touching anything: a name that stopped
-        // resolving leaves the running groups as they are.
-        let mut resolved = Vec::with_capacity(views.len());
-        for view in &views {
-            let at = match view.name {
-                crate::config::DEFAULT_GROUP => String::new(),
-                name => format!("upstream_groups.{name}."),
-            };
-            resolved.push(resolve_upstreams(view.upstreams, &at)?);
-        }
-        let mut old: Vec<Option<UpstreamGroup>> = std::mem::take(&mut self.groups)
-            .into_iter()
-            .map(Some)
-            .collect();
-        let mut remap: Vec<Option<usize>> = vec![None; old.len()];
-        let mut groups = Vec::with_capacity(views.len());
-        let mut first = 0;
-        let mut moved_waiting = Vec::new();
-        for (new_index, (view, addrs)) in views.iter().zip(resolved).enumerate() {
-            let found = old
-                .iter()
-                .position(|g| g.as_ref().is_some_and(|g| g.name == view.name));
-            let previous = found.and_then(|i| old[i].take());
-            if let Some(i) = found {
-                remap[i] = Some(new_index);
-            }
-            let group = match previous {
-                Some(mut kept)
-                    if kept.addrs == addrs && kept.hosts.len() == view.upstreams.len() =>
-                {
-                    kept.reconfigure(view, first);
-                    for key in kept
-                        .pool
-                        .set_max_per_upstream(config.limits.max_idle_per_upstream)
-                    {
-                        moved_waiting.push(Err(key));
-                    }
-                    kept
-                }
-                previous => {
-                    let mut fresh = UpstreamGroup::new(
-                        view,
-                        addrs,
-                        config.limits.max_idle_per_upstream,
-                        first,
-                        self.next_list_generation,
-                    );
-                    self.next_list_generation += 1;
-                    if let Some(UpstreamGroup {
-                        mut pool,
-                        waiting,
-                        health,
-                        ..
-                    }) = previous
-                    {
-                        // Upstreams that stay keep their verdicts; new ones start up.
-                        fresh.inherit_health(health);
-                        moved_waiting.extend(pool.drain_all().into_iter().map(Err));
-                        moved_waiting
-                            .extend(waiting.into_iter().flatten().map(|id| Ok((new_index, id))));
-                    }
-                    fresh
-                }
-            };
-            first += group.len();
-            groups.push(group);
-        }
-        // Groups gone from the file: their queued requests go to `default`.
-        for gone in old.into_iter().flatten() {
-            let UpstreamGroup {
-                mut pool, waiting, ..
-            } = gone;
-            moved_waiting.extend(pool.drain_all().into_iter().map(Err));
-            moved_waiting.extend(waiting.into_iter().flatten().map(|id| Ok((0, id))));
-        }
-        self.groups = groups;
+        let Regrouped {
+            remap,
+            close,
+            requeue,
+        } = regroup(&mut self.groups, config, &mut self.next_list_generation)?;
         self.renumber_groups(&remap);
-        let mut spread = vec![0usize; self.groups.len()];
-        for item in moved_waiting {
-            match item {
-                // An idle connection of a rebuilt or shrunk pool.
-                Err(key) => self.close(key),
-                // A queued request, spread over its group's new list.
-                Ok((g, id)) => {
-                    let count = self.groups[g].len();
-                    let index = spread[g] % count;
-                    spread[g] += 1;
-                    if let Ok(ex) = super::exchange_in(&mut self.conns, id.key) {
-                        ex.group = g;
-                        ex.upstream_index = index;
-                        // Indices of the old list mean nothing in the new one.
-                        ex.tried.clear();
-                        ex.tried.insert(index);
-                    }
-                    self.groups[g].waiting[index].push_back(id);
-                }
-            }
+        for key in close {
+            self.close(key);
         }
-        self.metrics
-            .set_upstreams(&super::flat_upstreams(&self.groups));
+        let mut spread = vec![0usize; self.groups.len()];
+        for (g, id) in requeue {
+            // A queued request, spread over its group's new list.
+            let count = self.groups[g].len();
+            let index = spread[g] % count;
+            spread[g] += 1;
+            if let Ok(ex) = super::exchange_in(&mut self.conns, id.key) {
+                ex.group = g;
+                ex.upstream_index = index;
+                // Indices of the old list mean nothing in the new one.
+                ex.tried.clear();
+                ex.tried.insert(index);
+            }
+            self.groups[g].waiting[index].push_back(id);
+        }
+        self.metrics.set_upstreams(&flat_upstreams(&self.groups));
         self.slots_freed = true;
         Ok(())
     }

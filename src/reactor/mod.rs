@@ -54,13 +54,11 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::buffer::{Buffer, BufferPool};
-use crate::config::{
-    Config, ConfigError, DEFAULT_GROUP, RateLimitConfig, RateLimitPer, Timeouts, resolve_upstreams,
-};
+use crate::config::{Config, RateLimitConfig, RateLimitPer, Timeouts};
 use crate::conn::{Client, ClientPhase, Conn, Io, Outbox, Readiness, Role, UpstreamPhase};
 use crate::exchange::Exchange;
 use crate::files::Roots;
-use crate::group::UpstreamGroup;
+use crate::group::{UpstreamGroup, build_groups, flat_upstreams};
 use crate::http::errors::write_error_response;
 use crate::http::head::HeadLimits;
 use crate::metrics::{ErrorKind, Gauges, Metrics, RateWindow};
@@ -166,39 +164,6 @@ impl Settings {
 /// The reactor's limiter for a `rate_limit` section.
 fn rate_limiter_for(settings: &RateLimitConfig) -> RateLimiter {
     RateLimiter::new(settings.rps, settings.burst(), rate_limit_per(settings))
-}
-
-/// Every group of `config`, numbered from `*generation` on (see
-/// `Reactor::next_list_generation`).
-fn build_groups(config: &Config, generation: &mut u64) -> Result<Vec<UpstreamGroup>, ConfigError> {
-    let mut first = 0;
-    let mut groups = Vec::new();
-    for view in config.groups() {
-        let at = match view.name {
-            DEFAULT_GROUP => String::new(),
-            name => format!("upstream_groups.{name}."),
-        };
-        let addrs = resolve_upstreams(view.upstreams, &at)?;
-        let count = addrs.len();
-        groups.push(UpstreamGroup::new(
-            &view,
-            addrs,
-            config.limits.max_idle_per_upstream,
-            first,
-            *generation,
-        ));
-        *generation += 1;
-        first += count;
-    }
-    Ok(groups)
-}
-
-/// (group, address) of every upstream, in the metrics' flat order.
-fn flat_upstreams(groups: &[UpstreamGroup]) -> Vec<(String, SocketAddr)> {
-    groups
-        .iter()
-        .flat_map(|g| g.addrs.iter().map(|addr| (g.name.clone(), *addr)))
-        .collect()
 }
 
 fn rate_limit_per(settings: &RateLimitConfig) -> Per {

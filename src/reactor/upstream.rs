@@ -70,42 +70,41 @@ impl Reactor {
         if !std::mem::take(&mut self.slots_freed) {
             return;
         }
-        for (g, index) in self.queue_indexes() {
-            while let Some(&id) = self.groups[g].waiting[index].front() {
-                if !self.is_queued(id) {
-                    // Closed, or timed out, while waiting.
-                    self.groups[g].waiting[index].pop_front();
-                    continue;
-                }
-                let group = &mut self.groups[g];
-                let idle = group.pool.take(index);
-                let room = group.open[index] < self.settings.max_conns_per_upstream;
-                if idle.is_none() && !room {
-                    break;
-                }
-                group.waiting[index].pop_front();
-                if let Ok(ex) = exchange_in(&mut self.conns, id.key) {
-                    ex.queued_since_ms = None;
-                    ex.upstream_index = index;
-                }
-                let linked = match idle {
-                    Some(idle) => self.link(id.key, idle, true),
-                    None => self.connect_upstream(id.key, index),
-                };
-                if linked.is_ok() {
-                    self.drive(id.key);
-                }
+        // By index, not by iterator: serving a request borrows the reactor.
+        for g in 0..self.groups.len() {
+            for index in 0..self.groups[g].len() {
+                self.serve_queue(g, index);
             }
         }
     }
 
-    /// Every (group, upstream) pair, for walking the queues.
-    fn queue_indexes(&self) -> Vec<(usize, usize)> {
-        self.groups
-            .iter()
-            .enumerate()
-            .flat_map(|(g, group)| (0..group.len()).map(move |i| (g, i)))
-            .collect()
+    /// Hand freed slots of upstream `index` of group `g` to its queue.
+    fn serve_queue(&mut self, g: usize, index: usize) {
+        while let Some(&id) = self.groups[g].waiting[index].front() {
+            if !self.is_queued(id) {
+                // Closed, or timed out, while waiting.
+                self.groups[g].waiting[index].pop_front();
+                continue;
+            }
+            let group = &mut self.groups[g];
+            let idle = group.pool.take(index);
+            let room = group.open[index] < self.settings.max_conns_per_upstream;
+            if idle.is_none() && !room {
+                break;
+            }
+            group.waiting[index].pop_front();
+            if let Ok(ex) = exchange_in(&mut self.conns, id.key) {
+                ex.queued_since_ms = None;
+                ex.upstream_index = index;
+            }
+            let linked = match idle {
+                Some(idle) => self.link(id.key, idle, true),
+                None => self.connect_upstream(id.key, index),
+            };
+            if linked.is_ok() {
+                self.drive(id.key);
+            }
+        }
     }
 
     /// Take client `key` out of the queue it waits in, if any (it timed out
