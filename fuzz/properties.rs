@@ -285,3 +285,81 @@ fn expected_host<'a>(head: &'a RequestHead, default_host: &'a str) -> &'a [u8] {
         _ => default_host.as_bytes(),
     }
 }
+
+/// A router with a static route `/s/` and a group route `/api`, built once.
+fn static_router() -> &'static ferroxy::route::Router {
+    static ROUTER: std::sync::OnceLock<ferroxy::route::Router> = std::sync::OnceLock::new();
+    ROUTER.get_or_init(|| {
+        let root = std::env::temp_dir();
+        let text = format!(
+            r#"{{ "listen": "127.0.0.1:0",
+                 "upstreams": [ {{ "host": "127.0.0.1", "port": 9 }} ],
+                 "upstream_groups": {{ "api": {{ "upstreams": [ {{ "host": "127.0.0.1", "port": 10 }} ] }} }},
+                 "routes": [ {{ "prefix": "/s/", "root": {root:?} }}, {{ "prefix": "/api", "group": "api" }} ],
+                 "timeouts": {{ "connect_ms": 1, "read_ms": 1, "write_ms": 1, "total_ms": 1 }},
+                 "limits": {{ "max_client_conns": 1, "max_conns_per_upstream": 1 }} }}"#
+        );
+        let config = ferroxy::config::Config::parse(&text, "fuzz").expect("the fuzz config is valid");
+        ferroxy::route::Router::from_config(&config)
+    })
+}
+
+/// Routing and the static rules never panic, and a static handler is
+/// never handed a path that could leave its root: no `..` or `.` segment,
+/// no NUL, and either empty or starting with `/`. The input is lines: the
+/// target, then `Range`, `If-Range`, `If-None-Match`, `If-Modified-Since`.
+pub fn static_path(data: &[u8]) {
+    use ferroxy::files::rules::{
+        Conditions, FileMeta, decide, etag, parse_http_date, response_head,
+    };
+    use ferroxy::route::Handler;
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let target = lines.next().unwrap_or("");
+    if let Handler::Static { rest, .. } = static_router().handler(target) {
+        assert!(
+            rest.is_empty() || rest.starts_with(b"/"),
+            "{target:?} -> {rest:?}"
+        );
+        assert!(
+            !rest.contains(&0),
+            "{target:?}: NUL reached the file server"
+        );
+        for segment in rest.split(|&b| b == b'/') {
+            assert!(
+                segment != b".." && segment != b".",
+                "{target:?}: a dot-segment reached the file server: {:?}",
+                String::from_utf8_lossy(&rest)
+            );
+        }
+    }
+    let mut field = || lines.next().filter(|l| !l.is_empty());
+    let conditions = Conditions {
+        range: field(),
+        if_range: field(),
+        if_none_match: field(),
+        if_modified_since: field(),
+    };
+    for len in [0, 1, 10, u64::MAX / 2] {
+        let meta = FileMeta {
+            len,
+            modified_secs: 1_700_000_000,
+            modified_nanos: 5,
+            inode: 42,
+        };
+        let tag = etag(&meta);
+        for is_get in [true, false] {
+            let answer = decide(is_get, &conditions, &meta, &tag);
+            let head = response_head(answer, &meta, &tag, "text/plain", is_get, true);
+            if let Some((start, end)) = head.body {
+                assert!(
+                    start <= end && end <= len,
+                    "{answer:?}: body {start}..{end} of {len}"
+                );
+            }
+        }
+    }
+    if let Some(date) = conditions.if_modified_since {
+        let _ = parse_http_date(date);
+    }
+}

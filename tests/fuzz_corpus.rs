@@ -133,3 +133,8 @@ fn a_chunked_body_split_inside_its_size_line_and_extension_is_the_same_body() {
 fn an_http10_request_without_host_is_forwarded_with_its_target_authority_as_host() {
     properties::request_rewrite(b"GET http://example.com:8080?q HTTP/1.0\r\n\r\n");
 }
+
+#[test]
+fn every_kept_static_path_stays_beneath_its_root() {
+    replay("static_path", properties::static_path);
+}
