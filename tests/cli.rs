@@ -430,3 +430,50 @@ fn trace_runs_with_narration() {
         "--check --trace must be refused"
     );
 }
+
+/// `--check` names a route whose group does not exist, or whose root is
+/// not a directory, in one line; a good one is listed in the summary.
+#[test]
+fn binary_check_names_bad_routes() {
+    let scratch = Scratch::new("routes");
+    let with = |routes: &str| {
+        SEED.replacen(
+            "\"logging\"",
+            &format!("\"routes\": {routes},\n  \"logging\""),
+            1,
+        )
+    };
+    let missing = scratch.write(
+        "missing-group.json",
+        &with(r#"[ { "prefix": "/api/", "group": "apl" } ]"#),
+    );
+    assert_config_error(
+        &ferroxy(&["--check", &path_arg(&missing)]),
+        "routes[0].group: no upstream group is named \"apl\" (known: default)",
+    );
+    let not_dir = scratch.write(
+        "not-a-dir.json",
+        &with(&format!(
+            r#"[ {{ "prefix": "/s/", "root": {:?} }} ]"#,
+            scratch.0.join("missing-group.json")
+        )),
+    );
+    assert_config_error(
+        &ferroxy(&["--check", &path_arg(&not_dir)]),
+        "routes[0].root: ",
+    );
+    let good = scratch.write(
+        "good.json",
+        &with(&format!(
+            r#"[ {{ "prefix": "/s/", "root": {:?} }} ]"#,
+            scratch.0
+        )),
+    );
+    let output = ferroxy(&["--check", &path_arg(&good)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("/s/ -> static files from"),
+        "{}",
+        stdout(&output)
+    );
+}

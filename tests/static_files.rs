@@ -633,3 +633,57 @@ fn the_demo_serves_a_static_site() {
     assert!(proxy.wait_exit(Duration::from_secs(5)).is_some());
     assert!(!dir.exists(), "the demo removes its site when it stops");
 }
+
+/// Fairness: a client pulling a big file does not hold the loop. It gets
+/// at most the turn budget per turn and, when its socket is full, nothing
+/// until it drains (backpressure), so another client's small requests are
+/// answered in between, promptly, while the download is still going.
+#[test]
+fn a_big_download_does_not_starve_small_requests() {
+    let site = TempSite::new("fair");
+    let size = 128 * 1024 * 1024;
+    site.file("public/big.bin", &pattern_bytes(size));
+    site.file("public/small.txt", b"small");
+    let upstream = Upstream::echo("up");
+    let proxy = proxy_for(&site, &upstream);
+    let addr = proxy.local_addr();
+    let downloader = std::thread::spawn(move || {
+        let mut client = Client::connect(addr);
+        client.send(&get("/assets/big.bin"));
+        let head = client.read_head().expect("a head");
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(1 << 20);
+            client.read_exact_bytes(n).expect("body bytes");
+            left -= n;
+            // A reader a little slower than the disk: the download lasts
+            // at least 128 ms, long enough to ask small things meanwhile.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (head.status, std::time::Instant::now())
+    });
+    assert!(wait_until(Duration::from_secs(2), || proxy
+        .stats()
+        .client_connections
+        >= 1));
+    let mut client = Client::connect(addr);
+    let mut answered = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..50 {
+        let started = std::time::Instant::now();
+        assert_eq!(client.request(&get("/assets/small.txt")).body, b"small");
+        slowest = slowest.max(started.elapsed());
+        answered.push(std::time::Instant::now());
+    }
+    let (status, download_done) = downloader.join().expect("the downloader");
+    assert_eq!(status, 200);
+    let during = answered.iter().filter(|at| **at < download_done).count();
+    assert_eq!(
+        during, 50,
+        "every small request was answered while the download ran"
+    );
+    assert!(
+        slowest < Duration::from_millis(50),
+        "a small request waited {slowest:?} behind the download"
+    );
+}
