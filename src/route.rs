@@ -34,9 +34,6 @@ pub enum Handler {
     Static {
         root: usize,
         rest: Vec<u8>,
-        /// The prefix as the route spells it, without a trailing slash:
-        /// for the redirect that adds the slash to a directory.
-        prefix: String,
         /// The raw path held `%2F`, `%5C` or `\`: a separator in disguise,
         /// which a file server must refuse.
         disguised_separator: bool,
@@ -139,7 +136,6 @@ impl Router {
             }) => Handler::Static {
                 root: *root,
                 rest: path.resolved[prefix.len()..].to_vec(),
-                prefix: prefix.clone(),
                 disguised_separator: path.disguised_separator,
             },
         }

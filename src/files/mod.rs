@@ -130,10 +130,9 @@ fn read_flags() -> OFlag {
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
 /// Open `rel` (a path below `dir`, without a leading `/`) for reading,
-/// never resolving outside `dir`. An escape is reported as
-/// `PermissionDenied`-free `NotFound`-like errors by the caller; here the
-/// kernel's answer is passed on (`EXDEV` for an escape under `openat2`,
-/// `ELOOP` for a symlink under the walk).
+/// never resolving outside `dir`. The kernel's refusal comes back as it
+/// is: `EXDEV` for a path that would leave `dir` under `openat2`, `ELOOP`
+/// (or `ENOTDIR`) for a symlink under the walk; the caller answers 404.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &[u8]) -> io::Result<File> {
     let path = Path::new(std::ffi::OsStr::from_bytes(rel));
     if !NO_OPENAT2.load(Ordering::Relaxed) {

@@ -108,7 +108,7 @@ pub fn plan(req: &mut FileRequest<'_>, out: &mut Outbox) -> Plan {
         // named with its slash, or relative links inside it break.
         return redirect_with_slash(head);
     }
-    let rel = req.rest.trim_ascii_start_matches_slash();
+    let rel = below_root(req.rest);
     let (mut file, mut meta) = match req.roots.open_file(req.root, rel, req.now_ms) {
         Ok(found) => found,
         Err(e) => return refusal_for(&e, req.rest),
@@ -302,14 +302,9 @@ fn redirect_with_slash(head: &RequestHead) -> Plan {
     }
 }
 
-trait TrimSlashes {
-    fn trim_ascii_start_matches_slash(&self) -> &[u8];
-}
-
-impl TrimSlashes for [u8] {
-    /// `/css/a.css` -> `css/a.css`: a path relative to the root.
-    fn trim_ascii_start_matches_slash(&self) -> &[u8] {
-        let start = self.iter().position(|&b| b != b'/').unwrap_or(self.len());
-        &self[start..]
-    }
+/// `/css/a.css` -> `css/a.css`: the path relative to the root's
+/// descriptor (`openat2` refuses an absolute one under `RESOLVE_BENEATH`).
+fn below_root(rest: &[u8]) -> &[u8] {
+    let start = rest.iter().position(|&b| b != b'/').unwrap_or(rest.len());
+    &rest[start..]
 }

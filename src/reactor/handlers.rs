@@ -31,7 +31,6 @@ impl Reactor {
             Handler::Static {
                 root,
                 rest,
-                prefix: _,
                 disguised_separator,
             } => {
                 let now = self.now;
