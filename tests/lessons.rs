@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// The course, in order. Directory names are `NN-slug`; the code's module
 /// docs point at these names.
-const PLANNED: [&str; 15] = [
+const PLANNED: [&str; 16] = [
     "01-blocking-echo",
     "02-thread-per-connection",
     "03-poll-loop",
@@ -40,6 +40,7 @@ const PLANNED: [&str; 15] = [
     "13-measuring",
     "14-whole-proxy",
     "15-resilience",
+    "16-static-files",
 ];
 
 /// Every lesson has these `##` headings, in this order (a heading may say
