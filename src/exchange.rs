@@ -102,7 +102,7 @@ pub struct Exchange {
     pub request: RequestHead,
     /// Slab key of the upstream connection serving it, once there is one.
     pub upstream: Option<usize>,
-    /// Index of the chosen upstream in the config.
+    /// Index of the chosen upstream in its group's list.
     pub upstream_index: usize,
     /// The upstream group the request was routed to (`src/route.rs`);
     /// `upstream_index` and `tried` count within it.

@@ -70,10 +70,6 @@ impl Roots {
         })
     }
 
-    pub fn get(&self, root: usize) -> Option<BorrowedFd<'_>> {
-        self.dirs.get(root).map(AsFd::as_fd)
-    }
-
     /// Open `rel` beneath root `root` (`""` is the root itself), or take
     /// the descriptor kept from last time if the path still names that
     /// same, unchanged file (see `cache.rs`).

@@ -255,11 +255,6 @@ impl FileReply {
             };
         }
     }
-
-    /// Bytes of the file still to send.
-    pub fn remaining(&self) -> u64 {
-        self.end.saturating_sub(self.offset)
-    }
 }
 
 /// Why a file could not be opened, as an answer. An escape (a symlink out

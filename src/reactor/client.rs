@@ -1,6 +1,7 @@
 //! The client's phases, as the reactor drives them: `ReadingHead` ->
 //! `Exchanging` -> back to `ReadingHead` (keep-alive), or -> `Tunnel`
-//! (after a 101), or -> `Closing` (after a final answer).
+//! (after a 101), or -> `Closing` (after a final answer). A request for a
+//! static root goes `ReadingHead` -> `Static` instead (`handlers.rs`).
 //!
 //! The exchange itself ([`crate::exchange::Exchange`]) only moves bytes and
 //! reports [`Failure`]s; here each failure becomes a decision: a retry, an
@@ -116,17 +117,32 @@ impl Reactor {
     /// Answer `status` to a request whose head never parsed (malformed, or
     /// not complete in time), log it, and close.
     pub(super) fn refuse_without_head(&mut self, key: usize, status: u16) {
+        self.refuse_with(key, None, status, &[], Some(ErrorKind::BadRequest));
+    }
+
+    /// An answer of the proxy's own, before any upstream is involved: one
+    /// access line, the request counted (`error` too, if given), the answer
+    /// queued, and the connection closing. `request` is `None` when the
+    /// head never parsed.
+    pub(super) fn refuse_with(
+        &mut self,
+        key: usize,
+        request: Option<&RequestHead>,
+        status: u16,
+        extra_headers: &[&str],
+        error: Option<ErrorKind>,
+    ) {
         let now = self.now;
         let Ok((_, client)) = client_in(&mut self.conns, key) else {
             return;
         };
         let waited = now.saturating_sub(client.head_started_ms.unwrap_or(client.since_ms));
-        let bytes_out = error_response_len(status, &[]) as u64;
+        let bytes_out = error_response_len(status, extra_headers) as u64;
         // The metrics listener's own refusals are not proxy traffic.
         let admin = client.admin;
         access_log::log(&AccessLine {
             client: client.peer,
-            request: None,
+            request,
             status,
             bytes_out,
             bytes_in: 0,
@@ -140,9 +156,11 @@ impl Reactor {
             self.stats.requests += 1;
             self.metrics
                 .record_request(status, None, waited * 1000, 0, bytes_out);
-            self.metrics.record_error(ErrorKind::BadRequest);
+            if let Some(error) = error {
+                self.metrics.record_error(error);
+            }
         }
-        self.answer_and_close(key, status);
+        self.answer_and_close(key, status, extra_headers);
     }
 
     /// A request on the metrics listener: answer it from the metrics, and
@@ -174,17 +192,9 @@ impl Reactor {
         Ok(true)
     }
 
-    /// Queue an error answer of the proxy's own and move to `Closing`.
-    pub(super) fn answer_and_close(&mut self, key: usize, status: u16) {
-        self.answer_and_close_with(key, status, &[]);
-    }
-
-    pub(super) fn answer_and_close_with(
-        &mut self,
-        key: usize,
-        status: u16,
-        extra_headers: &[&str],
-    ) {
+    /// Queue an error answer of the proxy's own (with `extra_headers`, such
+    /// as `Retry-After` or `Location`) and move to `Closing`.
+    pub(super) fn answer_and_close(&mut self, key: usize, status: u16, extra_headers: &[&str]) {
         let now = self.now;
         if let Ok((_, client)) = client_in(&mut self.conns, key) {
             // Unread request bytes are moot now; `Closing` discards the rest.
@@ -547,7 +557,7 @@ impl Reactor {
         if let Some(upstream) = upstream {
             self.close(upstream);
         }
-        self.answer_and_close_with(key, status, extra_headers);
+        self.answer_and_close(key, status, extra_headers);
         Ok(true)
     }
 

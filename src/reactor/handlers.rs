@@ -18,7 +18,6 @@ use super::{Gone, Progress, Reactor, client_in};
 use crate::access_log::{self, AccessLine};
 use crate::conn::{ClientPhase, Closing, Conn, Role, StaticServe};
 use crate::files::reply::{FileRequest, Plan, Pump, plan};
-use crate::http::errors::error_response_len;
 use crate::http::request::RequestHead;
 use crate::metrics::ErrorKind;
 use crate::route::Handler;
@@ -100,12 +99,8 @@ impl Reactor {
         why: &str,
         suspicious: bool,
     ) -> Progress {
-        let now = self.now;
         let (_, client) = client_in(&mut self.conns, key)?;
         let peer = client.peer;
-        let waited = now.saturating_sub(client.head_started_ms.unwrap_or(client.since_ms));
-        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-        let bytes_out = error_response_len(status, &headers) as u64;
         if suspicious {
             warn!(
                 "refused {} {} from {peer}: {why} ({status})",
@@ -119,25 +114,9 @@ impl Reactor {
                 head.method, head.target
             );
         }
-        access_log::log(&AccessLine {
-            client: peer,
-            request: Some(head),
-            status,
-            bytes_out,
-            bytes_in: 0,
-            upstream: None,
-            upstream_status: None,
-            request_time: Duration::from_millis(waited),
-            connect_time: None,
-            header_time: None,
-        });
-        self.stats.requests += 1;
-        self.metrics
-            .record_request(status, None, waited * 1000, 0, bytes_out);
-        if status == 400 {
-            self.metrics.record_error(ErrorKind::BadRequest);
-        }
-        self.answer_and_close_with(key, status, &headers);
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let error = (status == 400).then_some(ErrorKind::BadRequest);
+        self.refuse_with(key, Some(head), status, &headers, error);
         Ok(true)
     }
 
