@@ -22,6 +22,7 @@
 //! | `upstream_connect_time` | seconds until the upstream connection was ready (about 0 when reused) |
 //! | `upstream_header_time` | seconds until the upstream's response head arrived |
 //! | `bytes_in` | request body bytes sent upstream |
+//! | `tls` | the TLS version (`TLSv1.3`), only on requests over TLS |
 //!
 //! Lesson: `lessons/13-measuring`.
 
@@ -45,6 +46,8 @@ pub struct AccessLine<'a> {
     pub request_time: Duration,
     pub connect_time: Option<Duration>,
     pub header_time: Option<Duration>,
+    /// The TLS version, for a request that came over TLS.
+    pub tls: Option<&'a str>,
 }
 
 /// Write `line` to the log, if `info` is on for the access target.
@@ -96,6 +99,9 @@ pub fn format_line(line: &AccessLine<'_>, at: SystemTime) -> String {
         dash(line.header_time.map(secs)),
         line.bytes_in
     );
+    if let Some(version) = line.tls {
+        let _ = write!(s, " tls={version}");
+    }
     s
 }
 

@@ -104,10 +104,6 @@ fn class_label(class: usize) -> &'static str {
 /// line, a TYPE line, then its samples.
 pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
     let mut s = String::with_capacity(8 * 1024);
-    let family = |s: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(s, "# HELP {name} {help}");
-        let _ = writeln!(s, "# TYPE {name} {kind}");
-    };
 
     family(
         &mut s,
@@ -257,6 +253,8 @@ pub fn prometheus(metrics: &Metrics, gauges: &Gauges) -> String {
         }
     }
 
+    tls_families(&mut s, &metrics.tls);
+
     family(
         &mut s,
         "ferroxy_client_connections",
@@ -379,6 +377,77 @@ fn seconds(micros: u64) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
+/// A metric family's HELP and TYPE lines.
+fn family(s: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} {kind}");
+}
+
+/// The TLS listener's handshakes: done by version, resumed, failed by
+/// reason (every label always present, so a rate never starts from a gap).
+fn tls_families(s: &mut String, tls: &crate::metrics::TlsCounters) {
+    family(
+        s,
+        "ferroxy_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, by protocol version.",
+    );
+    for (version, n) in crate::metrics::TLS_VERSIONS.iter().zip(&tls.handshakes) {
+        let _ = writeln!(
+            s,
+            "ferroxy_tls_handshakes_total{{version=\"{version}\"}} {n}"
+        );
+    }
+    family(
+        s,
+        "ferroxy_tls_resumed_handshakes_total",
+        "counter",
+        "TLS handshakes that resumed an earlier session (ticket or cache).",
+    );
+    let _ = writeln!(s, "ferroxy_tls_resumed_handshakes_total {}", tls.resumed);
+    family(
+        s,
+        "ferroxy_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed, by reason.",
+    );
+    for (reason, n) in crate::tls::session::FAILURE_REASONS
+        .iter()
+        .zip(&tls.failures)
+    {
+        let _ = writeln!(
+            s,
+            "ferroxy_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+}
+
+/// The TLS part of the JSON page.
+#[derive(Serialize)]
+pub struct TlsSnapshot {
+    pub handshakes: BTreeMap<&'static str, u64>,
+    pub resumed: u64,
+    pub handshake_failures: BTreeMap<&'static str, u64>,
+}
+
+impl TlsSnapshot {
+    fn of(tls: &crate::metrics::TlsCounters) -> TlsSnapshot {
+        TlsSnapshot {
+            handshakes: crate::metrics::TLS_VERSIONS
+                .iter()
+                .copied()
+                .zip(tls.handshakes.iter().copied())
+                .collect(),
+            resumed: tls.resumed,
+            handshake_failures: crate::tls::session::FAILURE_REASONS
+                .iter()
+                .copied()
+                .zip(tls.failures.iter().copied())
+                .collect(),
+        }
+    }
+}
+
 /// The figures the JSON page and the panel show.
 #[derive(Serialize)]
 pub struct Snapshot<'a> {
@@ -399,6 +468,7 @@ pub struct Snapshot<'a> {
     pub retries: u64,
     pub retry_budget_refusals: u64,
     pub rate_limited: u64,
+    pub tls: TlsSnapshot,
 }
 
 #[derive(Serialize)]
@@ -502,6 +572,7 @@ pub fn snapshot<'a>(metrics: &'a Metrics, gauges: &Gauges) -> Snapshot<'a> {
         retries: metrics.retries,
         retry_budget_refusals: metrics.retry_budget_refusals,
         rate_limited: metrics.rate_limited,
+        tls: TlsSnapshot::of(&metrics.tls),
     }
 }
 

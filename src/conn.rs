@@ -23,6 +23,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use mio::Interest;
 use mio::net::TcpStream;
@@ -31,6 +32,7 @@ use crate::buffer::{Buffer, BufferPool};
 use crate::exchange::Exchange;
 use crate::timer::TimerId;
 use crate::token::ConnId;
+use crate::transport::Transport;
 
 /// What we know of a socket's readiness, kept in userspace because the
 /// kernel tells us only of changes (edge-triggered).
@@ -62,7 +64,9 @@ pub struct Conn {
 
 /// The socket and what we know about it.
 pub struct Io {
-    pub socket: TcpStream,
+    /// Plain TCP or TLS (`src/transport.rs`); the pumps read and write
+    /// plaintext either way.
+    pub socket: Transport,
     pub id: ConnId,
     /// What the socket is registered for right now (`None`: not registered).
     /// Cached so `reregister`, an `epoll_ctl` syscall, runs only on a change.
@@ -137,6 +141,9 @@ pub struct Client {
     pub served: u32,
     /// TCP_NODELAY is on (set once the client asks for keep-alive).
     pub nodelay: bool,
+    /// On the TLS listener, once the handshake is done: its version
+    /// ("TLSv1.3"), for the access log and `X-Forwarded-Proto: https`.
+    pub tls: Option<&'static str>,
 }
 
 /// What a client connection is waiting for.
@@ -470,10 +477,21 @@ pub trait Outgoing: Write {
     fn write_vectored_before_fin(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.write_vectored(bufs)
     }
+
+    /// The descriptor, if bytes written to it leave as they are: only then
+    /// may the kernel copy into it for us (`sendfile`). Not so a TLS
+    /// connection, nor a scripted test socket.
+    fn raw_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl Outgoing for TcpStream {
     fn write_vectored_before_fin(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         socket2::SockRef::from(&*self).send_vectored_with_flags(bufs, nix::libc::MSG_MORE)
+    }
+
+    fn raw_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
     }
 }

@@ -107,6 +107,8 @@ pub struct Exchange {
     /// The upstream group the request was routed to (`src/route.rs`);
     /// `upstream_index` and `tried` count within it.
     pub group: usize,
+    /// The client came over TLS: `X-Forwarded-Proto: https`.
+    pub over_tls: bool,
     /// Its address (kept here: a reload may renumber the list meanwhile).
     pub upstream_addr: Option<SocketAddr>,
     /// The upstream connection came from the idle pool.
@@ -177,6 +179,7 @@ impl Exchange {
             upstream: None,
             upstream_index,
             group: 0,
+            over_tls: false,
             upstream_addr: None,
             reused: false,
             retried: false,
@@ -311,7 +314,7 @@ impl Exchange {
         self.request_head.clear();
         let ctx = ForwardContext {
             client_ip,
-            proto: "http",
+            proto: if self.over_tls { "https" } else { "http" },
             default_host,
         };
         // One allocation of the right size, not a Vec doubling its way up:

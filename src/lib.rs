@@ -48,6 +48,10 @@ pub mod files;
 pub mod token;
 // A socket, its readiness, its role; the byte pumps (lessons 04, 05, 08).
 pub mod conn;
+// Plain TCP or TLS, one type behind the pumps (lesson 17).
+pub mod transport;
+// TLS termination: certificates by SNI, the rustls record layer as pumps (lesson 17).
+pub mod tls;
 // One request and its response as a state machine (lesson 05).
 pub mod exchange;
 // Zero-copy relay of long bodies with splice(2) (lesson 13).
@@ -70,3 +74,5 @@ pub mod access_log;
 pub mod demo;
 // The static site `--demo` serves at `/static/` (lesson 16).
 pub mod demo_site;
+// `--demo`'s TLS listener on a self-signed certificate (lesson 17).
+pub mod demo_tls;

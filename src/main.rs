@@ -14,6 +14,7 @@ use ferroxy::cli::{self, Command, USAGE};
 use ferroxy::config::Config;
 use ferroxy::demo::DemoUpstream;
 use ferroxy::demo_site::DemoSite;
+use ferroxy::demo_tls::DemoTls;
 
 fn main() -> ExitCode {
     let command = match cli::parse_args(std::env::args().skip(1)) {
@@ -47,6 +48,14 @@ fn main() -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
+            // The certificates are files of their own: load them too, so
+            // a key that does not match its certificate fails here.
+            if let Some(tls) = &config.tls
+                && let Err(e) = ferroxy::tls::TlsAcceptor::new(tls)
+            {
+                eprintln!("error: {e}, {}", path.display());
+                return ExitCode::from(1);
+            }
             print!("{}", config.summary());
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
@@ -114,6 +123,26 @@ fn run(path: &Path, demo: bool, trace: bool) -> ExitCode {
             Ok(None) => None,
             Err(err) => {
                 eprintln!("error: cannot write the demo site ({err})");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+
+    // Also held until the loop returns: its drop removes the certificate.
+    let _tls = if demo {
+        match DemoTls::add_to(&mut config) {
+            Ok(Some(tls)) => {
+                log::info!(
+                    "demo TLS on a self-signed certificate: curl -k https://{}/",
+                    tls.listen
+                );
+                Some(tls)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                eprintln!("error: cannot make the demo certificate ({err})");
                 return ExitCode::from(1);
             }
         }

@@ -193,6 +193,52 @@ pub struct Metrics {
     pub retry_budget_refusals: u64,
     /// Requests answered 429 by `rate_limit`.
     pub rate_limited: u64,
+    /// The TLS listener's handshakes.
+    pub tls: TlsCounters,
+}
+
+/// Handshakes on the TLS listener (`src/tls`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TlsCounters {
+    /// Completed, by version, in the order of [`TLS_VERSIONS`].
+    pub handshakes: [u64; TLS_VERSIONS.len()],
+    /// Of those, resumed (a ticket or a cached session: no certificate
+    /// signature).
+    pub resumed: u64,
+    /// Failed, by reason, in the order of
+    /// [`crate::tls::session::FAILURE_REASONS`].
+    pub failures: [u64; crate::tls::session::FAILURE_REASONS.len()],
+}
+
+/// The versions the TLS listener offers, as the metrics label them.
+pub const TLS_VERSIONS: [&str; 2] = ["TLSv1.2", "TLSv1.3"];
+
+impl TlsCounters {
+    pub fn record_handshake(&mut self, version: &str, resumed: bool) {
+        if let Some(i) = TLS_VERSIONS.iter().position(|&v| v == version) {
+            self.handshakes[i] += 1;
+        }
+        self.resumed += u64::from(resumed);
+    }
+
+    pub fn record_failure(&mut self, reason: &str) {
+        let reasons = crate::tls::session::FAILURE_REASONS;
+        let i = reasons
+            .iter()
+            .position(|&r| r == reason)
+            .unwrap_or(reasons.len() - 1);
+        self.failures[i] += 1;
+    }
+
+    fn add(&mut self, other: &TlsCounters) {
+        for (mine, theirs) in self.handshakes.iter_mut().zip(&other.handshakes) {
+            *mine += theirs;
+        }
+        self.resumed += other.resumed;
+        for (mine, theirs) in self.failures.iter_mut().zip(&other.failures) {
+            *mine += theirs;
+        }
+    }
 }
 
 impl Metrics {
@@ -219,6 +265,7 @@ impl Metrics {
             retries: 0,
             retry_budget_refusals: 0,
             rate_limited: 0,
+            tls: TlsCounters::default(),
         }
     }
 
@@ -338,6 +385,7 @@ impl Metrics {
         self.retries += other.retries;
         self.retry_budget_refusals += other.retry_budget_refusals;
         self.rate_limited += other.rate_limited;
+        self.tls.add(&other.tls);
     }
 
     /// Count per status class: index 0 = no status, 1 = 1xx ... 5 = 5xx.

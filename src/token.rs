@@ -20,6 +20,8 @@ pub const WAKER: Token = Token(usize::MAX - 1);
 pub const SIGNALS: Token = Token(usize::MAX - 2);
 /// The metrics/admin listener.
 pub const ADMIN_LISTENER: Token = Token(usize::MAX - 3);
+/// The TLS listener (`tls.listen`).
+pub const TLS_LISTENER: Token = Token(usize::MAX - 4);
 
 // The generation takes the upper 32 bits of the token.
 const _: () = assert!(

@@ -62,6 +62,7 @@ fn proxied(request: &RequestHead) -> AccessLine<'_> {
         request_time: Duration::from_micros(1_234),
         connect_time: Some(Duration::from_micros(40)),
         header_time: Some(Duration::from_micros(1_100)),
+        tls: None,
     }
 }
 
@@ -129,6 +130,7 @@ fn a_request_whose_head_never_parsed_is_all_dashes() {
         request_time: Duration::ZERO,
         connect_time: None,
         header_time: None,
+        tls: None,
     };
     assert_eq!(
         format_line(&line, at(EXAMPLE_SECS)),
@@ -151,6 +153,7 @@ fn our_own_502_names_the_upstream_but_not_an_upstream_status() {
         bytes_in: 5,
         upstream_status: None,
         header_time: None,
+        tls: None,
         request_time: Duration::from_millis(3),
         connect_time: Some(Duration::from_millis(1)),
         ..proxied(&request)
@@ -173,6 +176,7 @@ fn a_client_gone_before_any_status_is_status_zero() {
         bytes_out: 0,
         upstream_status: None,
         header_time: None,
+        tls: None,
         ..proxied(&request)
     };
     let text = format_line(&line, at(EXAMPLE_SECS));

@@ -21,7 +21,7 @@
 mod routes;
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -64,6 +64,27 @@ pub struct Config {
     /// Path prefixes sent to a group or served from a directory.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// A second listener that terminates TLS (see `src/tls`); off when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `tls`: where to listen, and the certificates (the first is the default).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the TLS listener, e.g. "127.0.0.1:8443".
+    pub listen: String,
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// One certificate chain (PEM, leaf first) and its private key (PEM).
+/// Relative paths are taken from the working directory, like `root`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -447,6 +468,20 @@ impl Config {
             )),
             None => out.push_str("rate_limit  off\n"),
         }
+        match &self.tls {
+            Some(tls) => {
+                out.push_str(&format!("tls         listen {}\n", tls.listen));
+                for (i, c) in tls.certificates.iter().enumerate() {
+                    let default = if i == 0 { " (default)" } else { "" };
+                    out.push_str(&format!(
+                        "  [{i}] cert {}, key {}{default}\n",
+                        c.cert.display(),
+                        c.key.display()
+                    ));
+                }
+            }
+            None => out.push_str("tls         off\n"),
+        }
         for (name, group) in &self.upstream_groups {
             out.push_str(&format!(
                 "group       {name}: {} upstreams, balancing {}, retries {}, health {}\n",
@@ -529,6 +564,21 @@ impl Config {
                 "metrics.listen: {:?} is not an address like \"127.0.0.1:9090\" ({err})",
                 metrics.listen
             )));
+        }
+
+        if let Some(tls) = &self.tls {
+            if let Err(err) = tls.listen.parse::<SocketAddr>() {
+                return Err(fail(format!(
+                    "tls.listen: {:?} is not an address like \"127.0.0.1:8443\" ({err})",
+                    tls.listen
+                )));
+            }
+            if tls.certificates.is_empty() {
+                return Err(fail(
+                    "tls.certificates: name at least one { \"cert\": ..., \"key\": ... }"
+                        .to_string(),
+                ));
+            }
         }
 
         if !(1..=64).contains(&self.workers) {

@@ -30,6 +30,10 @@ use crate::http::request::RequestHead;
 /// Bytes one `sendfile` call may move: the turn budget usually says less.
 const MAX_SENDFILE: usize = 1 << 20;
 
+/// Bytes read from the file per write when `sendfile` cannot be used (TLS):
+/// one TLS record's worth, on the stack.
+const COPY_PIECE: usize = 16 * 1024;
+
 /// A routed request for a file: where it was routed, and what it asked.
 pub struct FileRequest<'a> {
     pub roots: &'a mut Roots,
@@ -181,7 +185,7 @@ pub fn plan(req: &mut FileRequest<'_>, out: &mut Outbox) -> Plan {
 impl FileReply {
     /// Write the head, then send the file, as far as the socket and the
     /// budget allow.
-    pub fn pump<S: Outgoing + AsFd>(
+    pub fn pump<S: Outgoing>(
         &mut self,
         socket: &mut S,
         ready: &mut Readiness,
@@ -221,12 +225,13 @@ impl FileReply {
         let want = want.min(*budget);
         let mut offset = self.offset as i64;
         loop {
-            return match nix::sys::sendfile::sendfile64(
-                socket.as_fd(),
-                file.as_fd(),
-                Some(&mut offset),
-                want,
-            ) {
+            let sent = match socket.raw_fd() {
+                Some(fd) => {
+                    nix::sys::sendfile::sendfile64(fd, file.as_fd(), Some(&mut offset), want)
+                }
+                None => copy_through(socket, file, &mut offset, want),
+            };
+            return match sent {
                 Ok(0) => Pump::Failed("the file is shorter than when it was opened".to_string()),
                 Ok(n) => {
                     // As with a short write: the socket buffer is full.
@@ -255,6 +260,35 @@ impl FileReply {
             };
         }
     }
+}
+
+/// What `sendfile` does, for a socket that must see the bytes first (a TLS
+/// connection encrypts them): read a piece of the file at `offset` and
+/// write it. What the socket does not take is read again next time (the
+/// read is positional), so nothing is held between calls.
+fn copy_through<S: Outgoing>(
+    socket: &mut S,
+    file: &File,
+    offset: &mut i64,
+    want: usize,
+) -> Result<usize, Errno> {
+    use std::os::unix::fs::FileExt;
+    let mut piece = [0u8; COPY_PIECE];
+    let want = want.min(COPY_PIECE);
+    let as_errno = |e: io::Error| match e.kind() {
+        io::ErrorKind::WouldBlock => Errno::EAGAIN,
+        io::ErrorKind::Interrupted => Errno::EINTR,
+        _ => e.raw_os_error().map_or(Errno::EIO, Errno::from_raw),
+    };
+    let read = file
+        .read_at(&mut piece[..want], *offset as u64)
+        .map_err(as_errno)?;
+    if read == 0 {
+        return Ok(0);
+    }
+    let n = socket.write(&piece[..read]).map_err(as_errno)?;
+    *offset += n as i64;
+    Ok(n)
 }
 
 /// Why a file could not be opened, as an answer. An escape (a symlink out

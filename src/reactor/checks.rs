@@ -27,6 +27,7 @@ use super::Reactor;
 use super::time::Due;
 use crate::buffer::Buffer;
 use crate::conn::{Conn, HealthCheck, Role};
+use crate::transport::Transport;
 
 /// Enough for any status line; the rest of the answer is not read.
 const CHECK_BUFFER_BYTES: usize = 1024;
@@ -111,7 +112,7 @@ impl Reactor {
             sent: 0,
             inbuf: Buffer::with_capacity(CHECK_BUFFER_BYTES),
         };
-        match self.insert(socket, Role::Check(check), true) {
+        match self.insert(Transport::Plain(socket), Role::Check(check), true) {
             Ok(key) => {
                 self.checks_open += 1;
                 self.groups[group_index].checking[upstream] = true;
@@ -141,13 +142,13 @@ impl Reactor {
         };
         if !check.connected {
             // The same test as an upstream connect (`finish_connect`).
-            match io.socket.take_error() {
+            match io.socket.tcp().take_error() {
                 Ok(Some(e)) | Err(e) => {
                     return self.check_failed(key, &format!("connect failed: {e}"));
                 }
                 Ok(None) => {}
             }
-            match io.socket.peer_addr() {
+            match io.socket.tcp().peer_addr() {
                 Ok(_) => check.connected = true,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => return self.check_failed(key, &format!("connect failed: {e}")),

@@ -13,7 +13,6 @@
 //! every decision a [`Failure`] leads to, reads top to bottom in one file.
 
 use std::io;
-use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, trace, warn};
@@ -74,12 +73,16 @@ impl Reactor {
             self.close(key);
             return Err(Gone);
         }
-        match read_into(
+        let read = read_into(
             &mut io.socket,
             &mut io.ready,
             &mut client.inbuf,
             &mut self.buffers,
-        ) {
+        );
+        if client.tls.is_none() {
+            note_handshake(io, client, &mut self.metrics);
+        }
+        match read {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
                 // A kept-alive connection was idle (keepalive_ms); from its
@@ -151,6 +154,7 @@ impl Reactor {
             request_time: Duration::from_millis(waited),
             connect_time: None,
             header_time: None,
+            tls: client.tls,
         });
         if !admin {
             self.stats.requests += 1;
@@ -182,6 +186,7 @@ impl Reactor {
             request_time: Duration::ZERO,
             connect_time: None,
             header_time: None,
+            tls: client.tls,
         });
         client.inbuf.clear();
         client.phase = ClientPhase::Closing(Closing {
@@ -231,8 +236,8 @@ impl Reactor {
                 }
             }
         }
-        if client.out.is_empty() && !closing.fin_sent {
-            let _ = io.socket.shutdown(Shutdown::Write);
+        // On TLS, close_notify goes first; a full socket makes both wait.
+        if client.out.is_empty() && !closing.fin_sent && io.socket.shutdown_write() {
             closing.fin_sent = true;
             progress = true;
         }
@@ -283,12 +288,13 @@ impl Reactor {
         // closes after its answer needs no such setting: closing flushes,
         // so, like nginx, we spare it the setsockopt.
         if head.keep_alive && !client.nodelay {
-            let _ = io.socket.set_nodelay(true);
+            let _ = io.socket.tcp().set_nodelay(true);
             client.nodelay = true;
         }
         let timeouts = self.settings.timeouts.clone();
         let mut exchange = Exchange::new(head, 0, timeouts, Instant::now(), now);
         exchange.group = group;
+        exchange.over_tls = !io.socket.is_plain();
         exchange.in_flight = true;
         self.retry_budget.request_started();
         // Shutting down: serve this one, then close.
@@ -403,19 +409,23 @@ impl Reactor {
                 now,
             );
         }
-        if ex.pipe.is_none() && ex.may_splice(&up.inbuf, &client.out) {
+        // splice hands bytes to the kernel as they are: plain sockets only.
+        let plain = cio.socket.is_plain() && uio.socket.is_plain();
+        if plain && ex.pipe.is_none() && ex.may_splice(&up.inbuf, &client.out) {
             match Pipe::new() {
                 Ok(pipe) => ex.pipe = Some(pipe),
                 // Out of descriptors, say: the buffer path still works.
                 Err(e) => debug!("connection {key}: no pipe for splice ({e}); using the buffer"),
             }
         }
-        if ex.pipe.is_some() {
+        if ex.pipe.is_some()
+            && let (Some(up_tcp), Some(client_tcp)) = (uio.socket.plain(), cio.socket.plain())
+        {
             let spliced = ex.splice_body(
-                &uio.socket,
+                up_tcp,
                 &mut uio.ready,
                 &mut up.eof,
-                &cio.socket,
+                client_tcp,
                 &mut cio.ready,
                 budget,
             );
@@ -571,7 +581,7 @@ impl Reactor {
                 // A body that ends at the close must not end here: with
                 // SO_LINGER 0 the close sends RST, which every client reports
                 // as an error, instead of a FIN it would take for the end.
-                let _ = SockRef::from(&io.socket).set_linger(Some(Duration::ZERO));
+                let _ = SockRef::from(io.socket.tcp()).set_linger(Some(Duration::ZERO));
                 warn!("resetting connection from {}: {why}", client.peer);
             } else {
                 warn!("closing connection from {}: {why}", client.peer);
@@ -635,6 +645,7 @@ impl Reactor {
             return;
         };
         let peer = client.peer;
+        let tls = client.tls;
         let ClientPhase::Exchanging(ex) = &mut client.phase else {
             return;
         };
@@ -678,6 +689,7 @@ impl Reactor {
             request_time: Duration::from_millis(now.saturating_sub(ex.started_ms)),
             connect_time: since_start(ex.connected_ms),
             header_time: since_start(ex.response_head_ms),
+            tls,
         });
         self.stats.requests += 1;
     }
@@ -735,6 +747,30 @@ impl Reactor {
     fn is_exchanging(&mut self, key: usize) -> bool {
         exchange_in(&mut self.conns, key).is_ok()
     }
+}
+
+/// A TLS handshake that finished during this read is counted, once. Only
+/// reading a head can finish one: the first request follows it.
+fn note_handshake(
+    io: &mut Io,
+    client: &mut crate::conn::Client,
+    metrics: &mut crate::metrics::Metrics,
+) {
+    let Some(session) = io.socket.tls_mut() else {
+        return;
+    };
+    let Some(done) = session.handshake_news() else {
+        return;
+    };
+    metrics.tls.record_handshake(done.version, done.resumed);
+    client.tls = Some(done.version);
+    debug!(
+        "TLS handshake with {}: {}{}, SNI {}",
+        client.peer,
+        done.version,
+        if done.resumed { " (resumed)" } else { "" },
+        session.server_name().unwrap_or("-")
+    );
 }
 
 /// Both ends of a client/upstream pair, borrowed at once (borrowing only
@@ -796,9 +832,9 @@ fn pump(
             WriteOutcome::Failed(e) => return Err(e),
         }
     }
-    if *from_eof && buf.is_empty() && !*to_shut {
-        // Half-close: pass the FIN on, keep the other direction open.
-        let _ = to.socket.shutdown(Shutdown::Write);
+    // Half-close: pass the FIN on, keep the other direction open (on
+    // TLS, close_notify first, which may wait for WRITABLE).
+    if *from_eof && buf.is_empty() && !*to_shut && to.socket.shutdown_write() {
         *to_shut = true;
         progress = true;
     }

@@ -59,7 +59,7 @@ impl Reactor {
                         // segment of a kept-alive connection.
                         if reply.keep_alive && !nodelay {
                             let (io, client) = client_in(&mut self.conns, key)?;
-                            let _ = io.socket.set_nodelay(true);
+                            let _ = io.socket.tcp().set_nodelay(true);
                             client.nodelay = true;
                         }
                         let (_, client) = client_in(&mut self.conns, key)?;
@@ -221,6 +221,7 @@ impl Reactor {
             request_time: Duration::from_millis(now.saturating_sub(serve.started_ms)),
             connect_time: None,
             header_time: None,
+            tls: client.tls,
         });
         self.metrics.record_request(
             reply.status,

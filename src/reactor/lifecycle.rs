@@ -55,7 +55,10 @@ impl Reactor {
     /// Stop accepting, close what is idle, let requests in flight finish
     /// (each then closes its client connection), for at most `total_ms`.
     fn begin_drain(&mut self) {
-        if let Some(mut listener) = self.listener.take() {
+        for mut listener in [self.listener.take(), self.tls_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut listener);
             // Dropped here: new connections are refused from now on.
         }
@@ -163,6 +166,7 @@ impl Reactor {
                 self.workers, config.workers, self.workers
             );
         }
+        self.reload_tls(config);
         let metrics_listen = config.metrics.as_ref().map(|m| m.listen.clone());
         if metrics_listen != self.metrics_listen {
             warn!(
@@ -185,6 +189,30 @@ impl Reactor {
             upstreams.join(", "),
             config.routes.len()
         );
+    }
+
+    /// The certificates are read again (`TlsAcceptor::reload`: a pair that
+    /// fails keeps its old version). The listener itself stays as it is.
+    fn reload_tls(&mut self, config: &Config) {
+        match (&mut self.tls, &config.tls) {
+            (Some(acceptor), Some(settings)) => {
+                let moved = settings.listen.parse().ok() != self.tls_addr
+                    && !settings.listen.ends_with(":0");
+                if moved {
+                    warn!(
+                        "reload: tls.listen {} needs a restart; still on {}",
+                        settings.listen,
+                        self.tls_addr.map(|a| a.to_string()).unwrap_or_default()
+                    );
+                }
+                acceptor.reload(settings);
+            }
+            (None, Some(_)) => warn!("reload: adding tls needs a restart; no TLS listener yet"),
+            (Some(_), None) => {
+                warn!("reload: removing tls needs a restart; the TLS listener stays as it was")
+            }
+            (None, None) => {}
+        }
     }
 
     /// The groups of a reload (`group::regroup` decides which are kept,

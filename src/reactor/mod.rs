@@ -67,7 +67,9 @@ use crate::retry::RetryBudget;
 use crate::route::Router;
 use crate::series::Series;
 use crate::timer::TimerWheel;
-use crate::token::{ADMIN_LISTENER, ConnId, LISTENER, SIGNALS, WAKER};
+use crate::tls::TlsAcceptor;
+use crate::token::{ADMIN_LISTENER, ConnId, LISTENER, SIGNALS, TLS_LISTENER, WAKER};
+use crate::transport::{TlsStream, Transport};
 use time::Due;
 
 /// Bytes one connection may read per turn before the others get theirs.
@@ -123,6 +125,15 @@ pub struct Stats {
     pub requests: u64,
     /// Static files kept open for the next request (`src/files/cache.rs`).
     pub open_files: usize,
+}
+
+/// The listeners a client may arrive on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listener {
+    Plain,
+    Tls,
+    /// The metrics listener: answered from the metrics, never forwarded.
+    Admin,
 }
 
 /// The client connection was closed during this step: stop driving it.
@@ -192,6 +203,11 @@ pub struct Reactor {
     listen_addr: SocketAddr,
     /// The metrics listener (`metrics.listen`), on this same loop.
     admin_listener: Option<TcpListener>,
+    /// The TLS listener (`tls.listen`), on this same loop, and what starts
+    /// its sessions. `tls_listener` is `None` once shutting down.
+    tls_listener: Option<TcpListener>,
+    tls_addr: Option<SocketAddr>,
+    tls: Option<TlsAcceptor>,
     admin_clients: usize,
     conns: Slab<Conn>,
     /// Stamped into each new connection's token (see [`crate::token`]).
@@ -287,6 +303,24 @@ impl Reactor {
         let groups = build_groups(config, &mut next_list_generation)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.what))?;
         let roots = Roots::open(config)?;
+        let (tls_listener, tls) = match &config.tls {
+            Some(settings) => {
+                let addr = settings.listen.parse().map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("tls.listen: {e}"))
+                })?;
+                let acceptor = TlsAcceptor::new(settings)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let mut listener = listen(addr, shared_port)?;
+                poll.registry()
+                    .register(&mut listener, TLS_LISTENER, Interest::READABLE)?;
+                (Some(listener), Some(acceptor))
+            }
+            None => (None, None),
+        };
+        let tls_addr = match &tls_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         let admin_listener = match &config.metrics {
             Some(settings) if metrics => {
                 let addr = settings.listen.parse().map_err(|e| {
@@ -304,6 +338,9 @@ impl Reactor {
             listener: Some(listener),
             listen_addr,
             admin_listener,
+            tls_listener,
+            tls_addr,
+            tls,
             admin_clients: 0,
             buffers: BufferPool::new(
                 Settings::from_config(config).client_buffer_bytes,
@@ -351,6 +388,11 @@ impl Reactor {
         self.listen_addr
     }
 
+    /// Where the TLS listener listens, if it is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
     /// Where the metrics listener listens, if it is on.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_listener
@@ -381,8 +423,9 @@ impl Reactor {
             );
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_clients(false),
-                    ADMIN_LISTENER => self.accept_clients(true),
+                    LISTENER => self.accept_clients(Listener::Plain),
+                    TLS_LISTENER => self.accept_clients(Listener::Tls),
+                    ADMIN_LISTENER => self.accept_clients(Listener::Admin),
                     SIGNALS => self.on_signals(),
                     WAKER if self.stop.load(Ordering::Acquire) => {
                         info!("stopping: closing {} connections", self.conns.len());
@@ -446,14 +489,14 @@ impl Reactor {
     }
 
     /// Accept every pending connection: the listener is edge-triggered
-    /// too, so one event may stand for many clients. `admin`: on the
-    /// metrics listener.
-    fn accept_clients(&mut self, admin: bool) {
+    /// too, so one event may stand for many clients.
+    fn accept_clients(&mut self, which: Listener) {
+        let admin = which == Listener::Admin;
         loop {
-            let listener = if admin {
-                &self.admin_listener
-            } else {
-                &self.listener
+            let listener = match which {
+                Listener::Plain => &self.listener,
+                Listener::Tls => &self.tls_listener,
+                Listener::Admin => &self.admin_listener,
             };
             let Some(listener) = listener else {
                 return;
@@ -490,6 +533,12 @@ impl Reactor {
             } else {
                 (self.clients, self.settings.max_client_conns)
             };
+            if open >= limit && which == Listener::Tls {
+                // No session yet to say 503 in: the client sees a close.
+                self.metrics.record_error(ErrorKind::OverClientLimit);
+                warn!("refused {peer} on the TLS listener: max_client_conns ({limit}) reached");
+                continue;
+            }
             if open >= limit {
                 let bytes = refuse_over_limit(socket, peer, limit);
                 self.metrics.record_error(ErrorKind::OverClientLimit);
@@ -507,6 +556,7 @@ impl Reactor {
                     request_time: Duration::ZERO,
                     connect_time: None,
                     header_time: None,
+                    tls: None,
                 });
                 continue;
             }
@@ -526,8 +576,22 @@ impl Reactor {
                 head_started_ms: None,
                 served: 0,
                 nodelay: false,
+                tls: None,
             };
-            match self.insert(socket, Role::Client(client), false) {
+            let transport = match (which, &self.tls) {
+                (Listener::Tls, Some(tls)) => match tls.session() {
+                    Ok(session) => Transport::Tls(Box::new(TlsStream {
+                        tcp: socket,
+                        session,
+                    })),
+                    Err(e) => {
+                        error!("no TLS session for {peer}: {e}");
+                        continue;
+                    }
+                },
+                _ => Transport::Plain(socket),
+            };
+            match self.insert(transport, Role::Client(client), false) {
                 Ok(key) => {
                     if admin {
                         self.admin_clients += 1;
@@ -559,8 +623,9 @@ impl Reactor {
             return;
         }
         self.accept_retry_at = None;
-        self.accept_clients(false);
-        self.accept_clients(true);
+        self.accept_clients(Listener::Plain);
+        self.accept_clients(Listener::Tls);
+        self.accept_clients(Listener::Admin);
         if self.accept_retry_at.is_none() && self.accept_stalled {
             self.accept_stalled = false;
             info!("accepting again: the backlog is drained");
@@ -571,7 +636,7 @@ impl Reactor {
     /// and WRITABLE (see [`Conn::desired_interest`] for why WRITABLE stays
     /// on); without, the first `settle` registers it. It is never
     /// deregistered: closing it is enough (see [`Reactor::close`]).
-    fn insert(&mut self, mut socket: TcpStream, role: Role, register: bool) -> io::Result<usize> {
+    fn insert(&mut self, mut socket: Transport, role: Role, register: bool) -> io::Result<usize> {
         let entry = self.conns.vacant_entry();
         let id = ConnId {
             key: entry.key(),
@@ -646,6 +711,17 @@ impl Reactor {
                 } else {
                     self.clients -= 1;
                 }
+                if let Some(tls) = conn.io.socket.tls()
+                    && tls.is_handshaking()
+                {
+                    // However it ended (a bad record, the client's EOF, the
+                    // handshake deadline), this is the one place it is
+                    // counted and logged.
+                    let (reason, why) = tls.failure().unwrap_or(("other", "closed"));
+                    self.metrics.tls.record_failure(reason);
+                    warn!("TLS handshake with {} failed ({reason}): {why}", c.peer);
+                }
+                conn.io.socket.say_goodbye();
                 trace!("closed client {} (connection {key})", c.peer);
             }
             Role::Check(check) => {
@@ -731,6 +807,9 @@ impl Reactor {
     /// timers.
     fn drive(&mut self, client: usize) {
         let mut budget = TURN_BUDGET;
+        if !self.flush_transport(client) {
+            return;
+        }
         loop {
             let Some(Conn {
                 role: Role::Client(c),
@@ -775,6 +854,29 @@ impl Reactor {
             self.settle(upstream);
         }
         self.settle(client);
+    }
+
+    /// Before the pumps: records a TLS session still holds from a write the
+    /// socket refused go first (this event may be the WRITABLE they waited
+    /// for). Returns `false` if that closed the client.
+    fn flush_transport(&mut self, client: usize) -> bool {
+        let Some(io) = self.conns.get_mut(client).map(|c| &mut c.io) else {
+            return false;
+        };
+        if io.socket.is_flushed() || !io.ready.writable {
+            return true;
+        }
+        match io.socket.flush() {
+            Ok(done) => {
+                io.ready.writable = done;
+                true
+            }
+            Err(e) => {
+                debug!("connection {client}: TLS write failed: {e}");
+                self.close(client);
+                false
+            }
+        }
     }
 
     /// The upstream connection a client is using, if any.
@@ -1012,6 +1114,7 @@ fn exchange_in(conns: &mut Slab<Conn>, key: usize) -> Result<&mut Exchange, Gone
 /// A proxy running on its own thread; dropped or `shutdown`, it stops.
 pub struct ProxyHandle {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     stats: Arc<Mutex<Stats>>,
     stop: Arc<AtomicBool>,
@@ -1023,6 +1126,11 @@ impl ProxyHandle {
     /// Where it listens (useful with `"listen": "127.0.0.1:0"`).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the TLS listener listens, when `tls` is set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Where the metrics listener listens, when `metrics.listen` is set.
@@ -1064,6 +1172,7 @@ impl Drop for ProxyHandle {
 pub fn start(config: &Config) -> io::Result<ProxyHandle> {
     let mut reactor = Reactor::bind(config)?;
     let local_addr = reactor.local_addr();
+    let tls_addr = reactor.tls_addr();
     let admin_addr = reactor.admin_addr();
     let waker = Arc::new(Waker::new(reactor.poll.registry(), WAKER)?);
     let stats = Arc::new(Mutex::new(Stats::default()));
@@ -1074,6 +1183,7 @@ pub fn start(config: &Config) -> io::Result<ProxyHandle> {
         .spawn(move || reactor.run())?;
     Ok(ProxyHandle {
         local_addr,
+        tls_addr,
         admin_addr,
         stats,
         stop,
@@ -1115,6 +1225,9 @@ pub fn run(config: &Config, config_path: Option<&Path>, trace: bool) -> io::Resu
     first.config_path = config_path.map(Path::to_path_buf);
     first.listen_for_signals()?;
     info!("ferroxy listening on http://{}", first.local_addr());
+    if let Some(tls) = first.tls_addr() {
+        info!("and on https://{tls} (TLS)");
+    }
     if let Some(admin) = first.admin_addr() {
         info!("metrics on http://{admin}/metrics, panel on http://{admin}/");
     }
@@ -1122,10 +1235,15 @@ pub fn run(config: &Config, config_path: Option<&Path>, trace: bool) -> io::Resu
     // a real port).
     let mut same_port = config.clone();
     same_port.listen = first.local_addr().to_string();
+    if let (Some(tls), Some(addr)) = (&mut same_port.tls, first.tls_addr()) {
+        tls.listen = addr.to_string();
+    }
     let mut threads = Vec::new();
     for n in 1..workers {
         let mut worker = Reactor::bind_worker(&same_port, true, false)?;
         worker.trace = trace;
+        // One set of ticket keys for all: a session resumes on any worker.
+        worker.tls = first.tls.as_ref().map(TlsAcceptor::sibling);
         worker.shared_figures = shared.clone().map(|s| (n, s));
         worker.config_path = config_path.map(Path::to_path_buf);
         worker.listen_for_signals()?;

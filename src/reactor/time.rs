@@ -9,7 +9,7 @@
 //!
 //! | phase | deadlines |
 //! | --- | --- |
-//! | new connection, head not complete | `client_header_ms` from accept |
+//! | new connection, head not complete | `client_header_ms` from accept (a TLS handshake included) |
 //! | kept-alive, idle | `keepalive_ms`; from the first byte, `client_header_ms` |
 //! | queued for a connection slot | `connect_ms` from queueing (503) |
 //! | connecting | `connect_ms` (504) |
@@ -286,6 +286,25 @@ impl Reactor {
                 let upstream = self.linked_upstream(key);
                 if let Some(upstream) = upstream {
                     self.close(upstream);
+                }
+                self.close(key);
+                return;
+            }
+            TimeoutKind::ClientHeader
+                if self.conns[key]
+                    .io
+                    .socket
+                    .tls()
+                    .is_some_and(|t| t.is_handshaking()) =>
+            {
+                // No session to say 408 in: the handshake itself was late.
+                // `close` counts and logs the failure.
+                if let Some(tls) = self.conns[key].io.socket.tls_mut() {
+                    let why = format!(
+                        "not done within client_header_ms ({} ms)",
+                        self.settings.timeouts.client_header_ms
+                    );
+                    tls.note_failure("timeout", why);
                 }
                 self.close(key);
                 return;

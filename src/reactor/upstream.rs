@@ -19,6 +19,7 @@ use crate::buffer::Buffer;
 use crate::conn::{Conn, Role, Upstream, UpstreamPhase};
 use crate::exchange::Failure;
 use crate::health::Outcome;
+use crate::transport::Transport;
 
 impl Reactor {
     /// Give the exchange a connection, preferring upstream `index` (see the
@@ -165,7 +166,7 @@ impl Reactor {
             parked_ms: now,
             list_generation: generation,
         };
-        match self.insert(socket, Role::Upstream(upstream), true) {
+        match self.insert(Transport::Plain(socket), Role::Upstream(upstream), true) {
             Ok(upstream_key) => {
                 self.groups[g].open[index] += 1;
                 debug!("connection {key}: connecting to {addr} as connection {upstream_key}");
@@ -238,9 +239,9 @@ impl Reactor {
         if up.phase != UpstreamPhase::Connecting || !(io.ready.writable || io.ready.readable) {
             return Ok(false);
         }
-        let result = match io.socket.take_error() {
+        let result = match io.socket.tcp().take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => io.socket.peer_addr().map(|_| ()),
+            Ok(None) => io.socket.tcp().peer_addr().map(|_| ()),
         };
         match result {
             Ok(()) => {

@@ -115,6 +115,7 @@ pub fn config_for(upstreams: &[SocketAddr]) -> Config {
         rate_limit: None,
         upstream_groups: Default::default(),
         routes: Vec::new(),
+        tls: None,
     }
 }
 
