@@ -477,3 +477,69 @@ fn binary_check_names_bad_routes() {
         stdout(&output)
     );
 }
+
+/// `--check` loads the certificates too: a missing file, a key that is not
+/// the certificate's, an empty list and a bad address each fail with the
+/// field named; a good pair is summarized, the first marked default.
+#[test]
+fn binary_check_loads_the_tls_certificates() {
+    let scratch = Scratch::new("tls");
+    let write_pair = |name: &str| {
+        let made = ferroxy::demo_tls::self_signed(&["localhost"]).expect("a certificate");
+        let dir = scratch.0.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        made.write_to(&dir).expect("write the pair")
+    };
+    let (one, other) = (write_pair("one"), write_pair("other"));
+    let with =
+        |tls: String| SEED.replacen("\"logging\"", &format!("\"tls\": {tls},\n  \"logging\""), 1);
+    let pair = |cert: &Path, key: &Path| {
+        format!(
+            r#"{{ "listen": "127.0.0.1:8443", "certificates": [ {{ "cert": {cert:?}, "key": {key:?} }} ] }}"#
+        )
+    };
+    let missing = scratch.write(
+        "missing.json",
+        &with(pair(&scratch.0.join("nope.pem"), &one.key)),
+    );
+    assert_config_error(
+        &ferroxy(&["--check", &path_arg(&missing)]),
+        "tls.certificates[0]: cannot read",
+    );
+    let mismatched = scratch.write("mismatched.json", &with(pair(&one.cert, &other.key)));
+    assert_config_error(
+        &ferroxy(&["--check", &path_arg(&mismatched)]),
+        "do not make a usable pair",
+    );
+    let empty = scratch.write(
+        "empty.json",
+        &with(r#"{ "listen": "127.0.0.1:8443", "certificates": [] }"#.to_string()),
+    );
+    assert_config_error(
+        &ferroxy(&["--check", &path_arg(&empty)]),
+        "tls.certificates: ",
+    );
+    let bad_listen = scratch.write(
+        "listen.json",
+        &with(pair(&one.cert, &one.key).replace("127.0.0.1:8443", "localhost")),
+    );
+    assert_config_error(
+        &ferroxy(&["--check", &path_arg(&bad_listen)]),
+        "tls.listen: ",
+    );
+    let typo = scratch.write(
+        "typo.json",
+        &with(pair(&one.cert, &one.key).replace("\"certificates\"", "\"certs\"")),
+    );
+    assert_config_error(
+        &ferroxy(&["--check", &path_arg(&typo)]),
+        "unknown field `certs`",
+    );
+
+    let good = scratch.write("good.json", &with(pair(&one.cert, &one.key)));
+    let output = ferroxy(&["--check", &path_arg(&good)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("tls         listen 127.0.0.1:8443"), "{out}");
+    assert!(out.contains("(default)"), "{out}");
+}

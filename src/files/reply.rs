@@ -223,6 +223,12 @@ impl FileReply {
         }
         let want = (self.end - self.offset).min(MAX_SENDFILE as u64) as usize;
         let want = want.min(*budget);
+        // A short count below must mean "the socket is full", so the copy
+        // is never offered more than it takes in one piece.
+        let want = match socket.raw_fd() {
+            Some(_) => want,
+            None => want.min(COPY_PIECE),
+        };
         let mut offset = self.offset as i64;
         loop {
             let sent = match socket.raw_fd() {

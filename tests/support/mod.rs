@@ -24,6 +24,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -431,7 +433,7 @@ fn is_reset(e: &io::Error) -> bool {
 /// silent"). On the fixture side the socket times out every
 /// [`FIXTURE_POLL`] just to look at the stop flag, then keeps waiting.
 struct Wire {
-    stream: TcpStream,
+    stream: tls::WireStream,
     pending: Vec<u8>,
     /// Fixture side only: stop waiting when this is set.
     stop: Option<Arc<AtomicBool>>,
@@ -757,6 +759,31 @@ impl Client {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
+        Client::over(tls::WireStream::Tcp(stream))
+    }
+
+    /// Connect to the proxy's TLS listener and finish the handshake,
+    /// checking the certificate for `name`; a failure fails the story.
+    pub fn connect_tls(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, name: &str) -> Client {
+        Client::try_connect_tls(addr, config, name)
+            .unwrap_or_else(|e| panic!("TLS to {addr} as {name:?} failed: {e}"))
+    }
+
+    /// [`Client::connect_tls`], reporting a failure instead.
+    pub fn try_connect_tls(
+        addr: SocketAddr,
+        config: &Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> Result<Client, String> {
+        tls::connect_tls(addr, config, name).map(Client::over)
+    }
+
+    /// The TLS session, on a TLS client.
+    pub fn tls_session(&self) -> Option<&rustls::ClientConnection> {
+        self.wire.stream.session()
+    }
+
+    fn over(stream: tls::WireStream) -> Client {
         Client {
             wire: Wire {
                 stream,
@@ -770,7 +797,7 @@ impl Client {
 
     /// The socket, for what the helpers do not cover.
     pub fn stream(&self) -> &TcpStream {
-        &self.wire.stream
+        self.wire.stream.tcp()
     }
 
     /// Send bytes; a failure fails the story.
@@ -805,7 +832,7 @@ impl Client {
     pub fn shutdown_write(&mut self) {
         self.wire
             .stream
-            .shutdown(Shutdown::Write)
+            .shutdown_write()
             .expect("shutdown(Write) on the client socket");
     }
 
@@ -929,6 +956,7 @@ impl Client {
         }
         self.wire
             .stream
+            .tcp()
             .set_read_timeout(Some(CLOSE_TIMEOUT))
             .unwrap();
         let mut buf = [0u8; 4096];
@@ -942,7 +970,8 @@ impl Client {
                     ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_reset(&e) => break Ok(()),
+                // On TLS: the TCP stream ended without close_notify.
+                Err(e) if is_reset(&e) || e.kind() == io::ErrorKind::UnexpectedEof => break Ok(()),
                 Err(e) if is_timeout(&e) => {
                     break Err(format!(
                         "expected the connection to close, but it was still open after {CLOSE_TIMEOUT:?}"
@@ -951,7 +980,11 @@ impl Client {
                 Err(e) => break Err(format!("read failed while waiting for close: {e}")),
             }
         };
-        self.wire.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        self.wire
+            .stream
+            .tcp()
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .unwrap();
         outcome
     }
 
@@ -1197,13 +1230,13 @@ impl UpConn {
     /// with a zero timeout, as an upstream that crashes looks on the wire.
     /// Takes effect when the behaviour returns and the socket is dropped.
     pub fn reset_on_close(&mut self) {
-        socket2::SockRef::from(&self.wire.stream)
+        socket2::SockRef::from(self.wire.stream.tcp())
             .set_linger(Some(Duration::ZERO))
             .expect("SO_LINGER on a fake upstream");
     }
 
     pub fn shutdown_write(&mut self) {
-        let _ = self.wire.stream.shutdown(Shutdown::Write);
+        let _ = self.wire.stream.tcp().shutdown(Shutdown::Write);
     }
 
     /// Raw bytes from the proxy (for tunnels): `Some(0)` at end of stream,
@@ -1306,7 +1339,7 @@ impl Upstream {
                         log.peak_open_connections.fetch_max(open, Ordering::SeqCst);
                         let mut conn = UpConn {
                             wire: Wire {
-                                stream,
+                                stream: tls::WireStream::Tcp(stream),
                                 pending: Vec::new(),
                                 stop: Some(stop.clone()),
                                 log: Some(log.clone()),
