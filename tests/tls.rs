@@ -478,7 +478,7 @@ fn sighup_reloads_certificates_and_a_broken_one_keeps_the_old() {
     assert_eq!(after.request(&get("/after")).status, 200);
     // A fresh config (no ticket to resume with: resuming skips the
     // certificate) that trusts only the old certificate is refused now.
-    let only_old = support::tls::client_config_trusting(&[old_der.clone()], &[]);
+    let only_old = support::tls::client_config_trusting(std::slice::from_ref(&old_der), &[]);
     assert!(
         Client::try_connect_tls(addr, &only_old, "localhost").is_err(),
         "new connections get the new certificate"
