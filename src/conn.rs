@@ -336,10 +336,24 @@ pub enum ReadOutcome {
     Failed(io::Error),
 }
 
+/// A source of bytes that can say whether a short read emptied it.
+///
+/// On a TCP socket it always does (see `read_into`). A TLS session may
+/// have seen the peer's close_notify in the same records as the last
+/// bytes it returned: those bytes come back short, and the end of stream
+/// is still to be read, with no edge to announce it (lesson `17-tls`).
+pub trait Incoming: Read {
+    fn short_read_drains(&self) -> bool {
+        true
+    }
+}
+
+impl Incoming for TcpStream {}
+
 /// Read once from `socket` into `buf`, keeping `readable` true while the
 /// socket may still hold bytes (or an EOF, when `peer_closed`). The buffer
 /// takes its memory from `pool` now, when bytes may actually arrive.
-pub fn read_into<S: Read>(
+pub fn read_into<S: Incoming>(
     socket: &mut S,
     ready: &mut Readiness,
     buf: &mut Buffer,
@@ -363,7 +377,7 @@ pub fn read_into<S: Read>(
                 // just been emptied: a read now would only say WouldBlock.
                 // Any byte that arrives later raises a new edge. (Not so
                 // the FIN that came with these bytes: see `peer_closed`.)
-                if n < asked && !ready.peer_closed {
+                if n < asked && !ready.peer_closed && socket.short_read_drains() {
                     ready.readable = false;
                 }
                 ready.reads += 1;

@@ -26,7 +26,7 @@ use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::conn::Outgoing;
+use crate::conn::{Incoming, Outgoing};
 use crate::tls::session::TlsSession;
 
 pub enum Transport {
@@ -128,6 +128,15 @@ impl Read for Transport {
         match self {
             Transport::Plain(tcp) => tcp.read(buf),
             Transport::Tls(tls) => tls.session.read(&mut tls.tcp, buf),
+        }
+    }
+}
+
+impl Incoming for Transport {
+    fn short_read_drains(&self) -> bool {
+        match self {
+            Transport::Plain(_) => true,
+            Transport::Tls(tls) => !tls.session.end_pending(),
         }
     }
 }

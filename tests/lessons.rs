@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// The course, in order. Directory names are `NN-slug`; the code's module
 /// docs point at these names.
-const PLANNED: [&str; 16] = [
+const PLANNED: [&str; 17] = [
     "01-blocking-echo",
     "02-thread-per-connection",
     "03-poll-loop",
@@ -41,6 +41,7 @@ const PLANNED: [&str; 16] = [
     "14-whole-proxy",
     "15-resilience",
     "16-static-files",
+    "17-tls",
 ];
 
 /// Every lesson has these `##` headings, in this order (a heading may say

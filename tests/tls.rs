@@ -224,6 +224,70 @@ fn plain_http_and_garbage_on_the_tls_port_are_closed_unforwarded() {
     assert_eq!(upstream.connections(), 0);
 }
 
+/// A client that connects and waits before its ClientHello: the proxy's
+/// first read (right after accept) finds nothing, and the hello arrives
+/// with a later READABLE. The read that takes it must also send the
+/// answer flight: no WRITABLE edge is coming to prompt a write.
+#[test]
+fn a_late_client_hello_is_answered_by_the_read_that_takes_it() {
+    let cert = TestCert::new("late-hello", &["localhost"]);
+    let upstream = Upstream::echo("a");
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.tls = Some(tls_section(&[&cert])));
+    let trust = client_config(&[&cert], &[]);
+    let tcp = std::net::TcpStream::connect(tls_addr(&proxy)).expect("connect");
+    std::thread::sleep(Duration::from_millis(100));
+    let mut client = Client::tls_over(tcp, &trust, "localhost");
+    assert_eq!(client.request(&get("/late")).status, 200);
+}
+
+/// A client with a tiny receive window reads 2 MiB slowly: the socket is
+/// full whenever the proxy writes, so records wait in the session between
+/// WRITABLE edges, up to the last ones, after the exchange has ended
+/// (`Reactor::flush_transport` is there for those). The body must arrive
+/// whole.
+#[test]
+fn records_left_in_the_session_go_out_on_the_next_writable() {
+    let cert = TestCert::new("flush", &["localhost"]);
+    let upstream = Upstream::big_body("big", 2 << 20);
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.tls = Some(tls_section(&[&cert])));
+    let trust = client_config(&[&cert], &[]);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&tls_addr(&proxy).into()).unwrap();
+    let mut client = Client::tls_over(socket.into(), &trust, "localhost");
+    client.send(&get("/download"));
+    let resp = client.read_head().expect("the head");
+    // Slowly, so the socket is full whenever the proxy writes: its last
+    // write leaves records in the session.
+    let mut received = 0u64;
+    client
+        .read_body_with("GET", &resp, &mut |d| {
+            received += d.len() as u64;
+            std::thread::sleep(Duration::from_millis(1));
+        })
+        .expect("the whole body, its last records included");
+    assert_eq!(received, 2 << 20);
+}
+
+/// A client sends its last request and its close_notify in one segment,
+/// without a FIN: the end of the stream sits in the same records as the
+/// request. The proxy answers, sees the end, and closes at once (not after
+/// `keepalive_ms`).
+#[test]
+fn a_close_notify_that_arrives_with_the_last_request_ends_the_connection() {
+    let cert = TestCert::new("close-notify", &["localhost"]);
+    let upstream = Upstream::echo("a");
+    let proxy = start_proxy_with(&[upstream.addr], |c| c.tls = Some(tls_section(&[&cert])));
+    let trust = client_config(&[&cert], &[]);
+    let mut client = Client::connect_tls(tls_addr(&proxy), &trust, "localhost");
+    client.send_with_close_notify(&get("/last"));
+    let resp = client.read_response("GET").expect("the answer");
+    assert_eq!(resp.status, 200);
+    client
+        .expect_closed()
+        .expect("closed once the answer is out");
+}
+
 /// One TLS connection carries a hundred requests one after the other,
 /// then a pipelined burst of twenty sent in one write: every answer, in
 /// order, on one upstream connection.

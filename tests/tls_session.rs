@@ -255,6 +255,32 @@ fn close_notify_both_ways() {
     assert_eq!(p.server_read(&mut buf).unwrap(), 0);
 }
 
+/// The last bytes and the end of the stream in the same records: the read
+/// that returns the bytes is short, yet does not claim the socket is
+/// drained, and the next read returns the end.
+#[test]
+fn an_end_that_came_with_the_last_bytes_is_not_lost() {
+    let mut p = pair();
+    p.handshake();
+    p.client
+        .writer()
+        .write_all(b"GET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    p.client.send_close_notify();
+    p.client_sends();
+    let mut buf = [0u8; 256];
+    let n = p.server_read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+    // What `Transport::short_read_drains` reports: not drained.
+    assert!(p.server.end_pending(), "the end is remembered");
+    assert_eq!(
+        p.server_read(&mut buf).unwrap(),
+        0,
+        "the next read returns the end"
+    );
+    assert!(!p.server.end_pending());
+}
+
 /// Plain HTTP where a ClientHello belongs: an error, and the reason the
 /// metrics will count.
 #[test]

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use rustls::{HandshakeKind, ProtocolVersion, ServerConfig, ServerConnection};
 
 /// Most bytes of unsent records rustls may hold for one connection (its
-/// default is 64 KiB). One full record plus change: enough to keep the
-/// socket busy, and the bound on what a slow reader costs us here.
+/// default is 64 KiB). Two full records: enough to keep the socket busy,
+/// and the bound on what a slow reader costs us here.
 pub const SEND_BUFFER_LIMIT: usize = 32 * 1024;
 
 /// What a finished handshake was, for the metrics and the log.
@@ -53,6 +53,9 @@ pub struct TlsSession {
     /// once it has.
     failure: Option<(&'static str, String)>,
     close_notify_sent: bool,
+    /// The stream's end was seen after bytes that were returned: the next
+    /// read returns it (see `crate::conn::Incoming`).
+    end_pending: bool,
 }
 
 impl TlsSession {
@@ -64,6 +67,7 @@ impl TlsSession {
             reported: false,
             failure: None,
             close_notify_sent: false,
+            end_pending: false,
         })
     }
 
@@ -122,20 +126,28 @@ impl TlsSession {
         let mut filled = 0;
         let mut socket_drained = false;
         loop {
-            match self.conn.reader().read(&mut buf[filled..]) {
-                // close_notify: a clean end of the stream.
-                Ok(0) => return Ok(self.ended(filled)),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        return Ok(filled);
+            // All the plaintext rustls holds, until it says "no more yet"
+            // or "no more ever": an end that came in the same records as
+            // the last bytes is learnt now, not lost behind a short read.
+            loop {
+                match self.conn.reader().read(&mut buf[filled..]) {
+                    // close_notify: a clean end of the stream.
+                    Ok(0) => return Ok(self.ended(filled)),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == buf.len() {
+                            return Ok(filled);
+                        }
                     }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // The TCP stream ended without close_notify. For a
+                    // client that is a plain close (HTTP frames its own
+                    // requests).
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Ok(self.ended(filled));
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The TCP stream ended without close_notify. For a client
-                // that is a plain close (HTTP frames its own requests).
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(self.ended(filled)),
-                Err(e) => return Err(e),
             }
             if socket_drained {
                 return blocked_unless(filled);
@@ -166,12 +178,19 @@ impl TlsSession {
         }
     }
 
+    /// The end of the stream is known and not yet returned by a read.
+    pub fn end_pending(&self) -> bool {
+        self.end_pending
+    }
+
     /// The stream ended (after `filled` more bytes): during the handshake,
     /// that is how it failed.
     fn ended(&mut self, filled: usize) -> usize {
         if self.conn.is_handshaking() {
             self.note_failure("eof", "the client closed during the handshake".to_string());
         }
+        // Returned with bytes, the end is still news for the next read.
+        self.end_pending = filled > 0;
         filled
     }
 

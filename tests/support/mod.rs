@@ -778,6 +778,22 @@ impl Client {
         tls::connect_tls(addr, config, name).map(Client::over)
     }
 
+    /// TLS only: send `bytes` and close_notify in one segment, no FIN.
+    pub fn send_with_close_notify(&mut self, bytes: &[u8]) {
+        self.wire
+            .stream
+            .send_with_close_notify(bytes)
+            .expect("send the request and close_notify");
+    }
+
+    /// A TLS client on a socket of the story's making (see
+    /// [`tls::handshake_over`]).
+    pub fn tls_over(tcp: TcpStream, config: &Arc<rustls::ClientConfig>, name: &str) -> Client {
+        tls::handshake_over(tcp, config, name)
+            .map(Client::over)
+            .unwrap_or_else(|e| panic!("TLS as {name:?} failed: {e}"))
+    }
+
     /// The TLS session, on a TLS client.
     pub fn tls_session(&self) -> Option<&rustls::ClientConnection> {
         self.wire.stream.session()

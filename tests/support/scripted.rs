@@ -16,6 +16,8 @@ impl ScriptedReader {
     }
 }
 
+impl ferroxy::conn::Incoming for ScriptedReader {}
+
 impl Read for ScriptedReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         match self.0.pop_front() {

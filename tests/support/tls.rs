@@ -36,6 +36,21 @@ impl WireStream {
         }
     }
 
+    /// TLS only: `bytes` and then close_notify in one write, so both
+    /// arrive in one segment, and no FIN after them.
+    pub fn send_with_close_notify(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let WireStream::Tls(tls) = self else {
+            return Err(io::Error::other("not a TLS client"));
+        };
+        tls.conn.writer().write_all(bytes)?;
+        tls.conn.send_close_notify();
+        let mut records = Vec::new();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut records)?;
+        }
+        tls.sock.write_all(&records)
+    }
+
     /// "I have sent everything": on TLS, close_notify, then the FIN.
     pub fn shutdown_write(&mut self) -> io::Result<()> {
         if let WireStream::Tls(tls) = self {
@@ -161,9 +176,19 @@ pub fn connect_tls(
     config: &Arc<ClientConfig>,
     name: &str,
 ) -> Result<WireStream, String> {
+    let tcp = TcpStream::connect_timeout(&addr, super::IO_TIMEOUT).map_err(|e| e.to_string())?;
+    handshake_over(tcp, config, name)
+}
+
+/// The client's side of the handshake on a socket already connected
+/// (one a story has shaped: a small receive buffer, a pause first).
+pub fn handshake_over(
+    tcp: TcpStream,
+    config: &Arc<ClientConfig>,
+    name: &str,
+) -> Result<WireStream, String> {
     let server_name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
     let conn = ClientConnection::new(Arc::clone(config), server_name).map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect_timeout(&addr, super::IO_TIMEOUT).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(super::IO_TIMEOUT))
         .map_err(|e| e.to_string())?;
     tcp.set_write_timeout(Some(super::IO_TIMEOUT))
