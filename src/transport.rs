@@ -11,8 +11,8 @@
 //!   first. So the fast paths ask for the plain socket, and get `None` on
 //!   TLS;
 //! - [`Transport::flush`]: rustls may hold records a full socket refused
-//!   (see `src/tls/session.rs`); the reactor calls this on every event,
-//!   before its pumps;
+//!   (see `src/tls/session.rs`); the reactor calls this before its pumps
+//!   whenever the socket may take them (it is known writable);
 //! - [`Transport::shutdown_write`]: TLS says goodbye with close_notify
 //!   before the FIN, and both may have to wait for WRITABLE.
 //!
