@@ -363,3 +363,91 @@ pub fn static_path(data: &[u8]) {
         let _ = parse_http_date(date);
     }
 }
+
+/// One acceptor for every input: a certificate made once, its files in a
+/// temp directory of this process.
+fn tls_acceptor() -> &'static ferroxy::tls::TlsAcceptor {
+    static ACCEPTOR: std::sync::OnceLock<ferroxy::tls::TlsAcceptor> = std::sync::OnceLock::new();
+    ACCEPTOR.get_or_init(|| {
+        let made = ferroxy::demo_tls::self_signed(&["localhost"]).expect("a certificate");
+        let dir = std::env::temp_dir().join(format!("ferroxy-fuzz-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let entry = made.write_to(&dir).expect("the certificate files");
+        let settings = ferroxy::config::TlsConfig {
+            listen: "127.0.0.1:0".to_string(),
+            certificates: vec![entry],
+        };
+        ferroxy::tls::TlsAcceptor::new(&settings).expect("the acceptor")
+    })
+}
+
+/// A client's first bytes, whatever they are, fed to a fresh session in
+/// pieces (the first byte picks the piece size): the session never
+/// panics, never returns more than asked, never finishes a handshake with
+/// no client behind it (no keys: no plaintext can come), and a failure
+/// carries one of the labels the metrics know.
+pub fn tls_handshake(data: &[u8]) {
+    use std::io::{self, Read, Write};
+    struct Socket<'a> {
+        incoming: &'a [u8],
+        piece: usize,
+        written: usize,
+    }
+    impl Read for Socket<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.incoming.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.piece).min(self.incoming.len());
+            buf[..n].copy_from_slice(&self.incoming[..n]);
+            self.incoming = &self.incoming[n..];
+            Ok(n)
+        }
+    }
+    impl Write for Socket<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let mut socket = Socket {
+        incoming: rest,
+        piece: usize::from(first).max(1),
+        written: 0,
+    };
+    let mut session = tls_acceptor().session().expect("a session");
+    let mut buf = [0u8; 512];
+    // Bounded: each round consumes input or ends.
+    for _ in 0..=rest.len() + 1 {
+        match session.read(&mut socket, &mut buf) {
+            Ok(n) => {
+                assert!(n <= buf.len());
+                assert_eq!(n, 0, "plaintext from a client that has no keys");
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if socket.incoming.is_empty() {
+                    break;
+                }
+            }
+            Err(_) => {
+                let (label, _) = session.failure().expect("a failure says why");
+                assert!(
+                    ferroxy::tls::session::FAILURE_REASONS.contains(&label),
+                    "{label}"
+                );
+                break;
+            }
+        }
+    }
+    assert!(
+        session.is_handshaking(),
+        "a handshake finished with no client"
+    );
+}

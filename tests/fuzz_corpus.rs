@@ -138,3 +138,8 @@ fn an_http10_request_without_host_is_forwarded_with_its_target_authority_as_host
 fn every_kept_static_path_stays_beneath_its_root() {
     replay("static_path", properties::static_path);
 }
+
+#[test]
+fn no_first_flight_a_client_sends_breaks_a_tls_session() {
+    replay("tls_handshake", properties::tls_handshake);
+}
