@@ -141,9 +141,6 @@ pub struct Client {
     pub served: u32,
     /// TCP_NODELAY is on (set once the client asks for keep-alive).
     pub nodelay: bool,
-    /// On the TLS listener, once the handshake is done: its version
-    /// ("TLSv1.3"), for the access log and `X-Forwarded-Proto: https`.
-    pub tls: Option<&'static str>,
 }
 
 /// What a client connection is waiting for.

@@ -61,6 +61,14 @@ impl Transport {
         matches!(self, Transport::Plain(_))
     }
 
+    /// The negotiated TLS version ("TLSv1.3") once the handshake is done,
+    /// for the access log; `None` on plain TCP.
+    pub fn tls_version(&self) -> Option<&'static str> {
+        self.tls()
+            .filter(|s| !s.is_handshaking())
+            .and_then(TlsSession::version)
+    }
+
     /// The TLS session, if there is one.
     pub fn tls(&self) -> Option<&TlsSession> {
         match self {

@@ -79,9 +79,7 @@ impl Reactor {
             &mut client.inbuf,
             &mut self.buffers,
         );
-        if client.tls.is_none() {
-            note_handshake(io, client, &mut self.metrics);
-        }
+        note_handshake(io, client.peer, &mut self.metrics);
         match read {
             ReadOutcome::Data(n) => {
                 *budget = budget.saturating_sub(n);
@@ -136,7 +134,7 @@ impl Reactor {
         error: Option<ErrorKind>,
     ) {
         let now = self.now;
-        let Ok((_, client)) = client_in(&mut self.conns, key) else {
+        let Ok((io, client)) = client_in(&mut self.conns, key) else {
             return;
         };
         let waited = now.saturating_sub(client.head_started_ms.unwrap_or(client.since_ms));
@@ -154,7 +152,7 @@ impl Reactor {
             request_time: Duration::from_millis(waited),
             connect_time: None,
             header_time: None,
-            tls: client.tls,
+            tls: io.socket.tls_version(),
         });
         if !admin {
             self.stats.requests += 1;
@@ -186,7 +184,7 @@ impl Reactor {
             request_time: Duration::ZERO,
             connect_time: None,
             header_time: None,
-            tls: client.tls,
+            tls: None,
         });
         client.inbuf.clear();
         client.phase = ClientPhase::Closing(Closing {
@@ -641,11 +639,11 @@ impl Reactor {
 
     pub(super) fn log_exchange(&mut self, key: usize) {
         let now = self.now;
-        let Ok((_, client)) = client_in(&mut self.conns, key) else {
+        let Ok((io, client)) = client_in(&mut self.conns, key) else {
             return;
         };
         let peer = client.peer;
-        let tls = client.tls;
+        let tls = io.socket.tls_version();
         let ClientPhase::Exchanging(ex) = &mut client.phase else {
             return;
         };
@@ -751,11 +749,7 @@ impl Reactor {
 
 /// A TLS handshake that finished during this read is counted, once. Only
 /// reading a head can finish one: the first request follows it.
-fn note_handshake(
-    io: &mut Io,
-    client: &mut crate::conn::Client,
-    metrics: &mut crate::metrics::Metrics,
-) {
+fn note_handshake(io: &mut Io, peer: std::net::SocketAddr, metrics: &mut crate::metrics::Metrics) {
     let Some(session) = io.socket.tls_mut() else {
         return;
     };
@@ -763,10 +757,9 @@ fn note_handshake(
         return;
     };
     metrics.tls.record_handshake(done.version, done.resumed);
-    client.tls = Some(done.version);
     debug!(
         "TLS handshake with {}: {}{}, SNI {}",
-        client.peer,
+        peer,
         done.version,
         if done.resumed { " (resumed)" } else { "" },
         session.server_name().unwrap_or("-")

@@ -202,7 +202,7 @@ impl Reactor {
 
     fn log_static(&mut self, key: usize) {
         let now = self.now;
-        let Ok((_, client)) = client_in(&mut self.conns, key) else {
+        let Ok((io, client)) = client_in(&mut self.conns, key) else {
             return;
         };
         let peer = client.peer;
@@ -221,7 +221,7 @@ impl Reactor {
             request_time: Duration::from_millis(now.saturating_sub(serve.started_ms)),
             connect_time: None,
             header_time: None,
-            tls: client.tls,
+            tls: io.socket.tls_version(),
         });
         self.metrics.record_request(
             reply.status,

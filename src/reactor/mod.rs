@@ -576,7 +576,6 @@ impl Reactor {
                 head_started_ms: None,
                 served: 0,
                 nodelay: false,
-                tls: None,
             };
             let transport = match (which, &self.tls) {
                 (Listener::Tls, Some(tls)) => match tls.session() {

@@ -109,11 +109,6 @@ impl TlsAcceptor {
     pub fn session(&self) -> Result<TlsSession, rustls::Error> {
         TlsSession::new(Arc::clone(&self.config))
     }
-
-    /// The certificates, in config order (for tests and the reload log).
-    pub fn certificates(&self) -> &CertStore {
-        &self.store
-    }
 }
 
 fn server_config(

@@ -221,7 +221,10 @@ impl TlsSession {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.note_failure("io_error", e.to_string());
+                    return Err(e);
+                }
             }
         }
         Ok(true)
